@@ -1,0 +1,47 @@
+# mt5lab: the two commands are `make demo` and `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+LOCK    := requirements-lock.txt
+STAMP   := $(VENV)/.installed
+
+.PHONY: demo test install lint lab report bench clean-data help
+
+help:
+	@echo "make demo    - install into .venv, load the real samples, build, apply, materialize, print online features"
+	@echo "make test    - the whole test suite (unit, services, notebooks); what CI runs"
+	@echo "make lab     - JupyterLab on notebooks/ with an mt5lab kernel"
+	@echo "make report  - execute every notebook into reports/ (ipynb, HTML, PNG, index.html)"
+	@echo "make bench   - run the benchmarks (ratios against baselines, one run)"
+	@echo "make lint    - ruff"
+
+$(STAMP): pyproject.toml $(LOCK)
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mt5lab demo
+
+test: $(STAMP)
+	$(BIN)/ruff check mt5lab tests benchmarks feature_repo
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check mt5lab tests benchmarks feature_repo
+
+lab: $(STAMP)
+	$(BIN)/python -m ipykernel install --user --name mt5lab --display-name "mt5lab (.venv)"
+	$(BIN)/jupyter lab notebooks/
+
+report: $(STAMP)
+	$(BIN)/python -m mt5lab.report reports/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_compute.py
+
+clean-data:
+	rm -rf data/ reports/

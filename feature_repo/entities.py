@@ -1,0 +1,5 @@
+"""The one entity: ``symbol``."""
+
+from mt5lab.repo import entity
+
+symbol = entity()

@@ -1,0 +1,7 @@
+"""Feature services are versioned model contracts: ``mt5_v1`` serves all 42 catalog features."""
+
+from features import _views
+
+from mt5lab.repo import feature_service
+
+mt5_v1 = feature_service(_views)

@@ -1,0 +1,234 @@
+"""The feature catalog, version 1: the one source of truth for the 42 features.
+
+Everything else reads this module: the TA-Lib computation (:mod:`mt5lab.compute`), the Feast
+objects (:mod:`mt5lab.repo`), the docs (``mt5lab catalog``) and the tests. Do not copy these lists.
+
+Availability rule (against look-ahead): a feature row computed from a bar is known only when the bar
+has *closed*, so its ``event_timestamp`` is ``time + timeframe``. A decision at ``t`` may see a row only
+if ``event_timestamp <= t``.
+
+Warm-up rule: a value is either right or null. Values whose dependence on where the loaded history
+starts has not yet decayed below :data:`WARMUP_TOLERANCE` are published as null. ``warmup`` below is
+the number of leading bars (per symbol) that are null: TA-Lib's own lookback plus, for recursively
+smoothed indicators, the bars needed for every seed's weight to fall below the tolerance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+
+CATALOG_VERSION = 1
+FEATURE_SERVICE = "mt5_v1"
+ENTITY = "symbol"
+
+WARMUP_TOLERANCE = 1e-6
+"""Relative tolerance for warm-up: a published value differs from the value computed on an
+infinitely long history by at most ``WARMUP_TOLERANCE`` times the feature's scale (see
+``Feature.scale``). Recorded with every training set."""
+
+TIMEFRAMES: dict[str, timedelta] = {
+    "M1": timedelta(minutes=1),
+    "M5": timedelta(minutes=5),
+    "M15": timedelta(minutes=15),
+    "M30": timedelta(minutes=30),
+    "H1": timedelta(hours=1),
+    "H4": timedelta(hours=4),
+    "D1": timedelta(days=1),
+    "W1": timedelta(weeks=1),
+}
+DEFAULT_TIMEFRAME = "D1"
+
+LONGEST_NORMAL_CLOSURE = timedelta(days=3)
+"""A weekend plus one adjacent holiday (FX: Friday ~21:00 UTC to Sunday ~21:00 UTC, 48 h, plus a
+closed Christmas or New Year's Day; equities: Good Friday plus the weekend). A decision made during
+such a closure still sees the last bar before it; anything older is expired."""
+
+
+def ttl(timeframe: str) -> timedelta:
+    """The Feast ``ttl`` of every view of ``timeframe``: the longest normal closure plus one bar.
+
+    The last bar before a closure has its ``event_timestamp`` at its close. A decision made at any
+    time until one bar after the market reopens may still use it; past that, a value that old means
+    the feed has stopped, and it must come back as null (offline) or expired (online).
+    """
+    return LONGEST_NORMAL_CLOSURE + TIMEFRAMES[check_timeframe(timeframe)]
+
+
+def check_timeframe(timeframe: str) -> str:
+    tf = str(timeframe).upper()
+    if tf not in TIMEFRAMES:
+        raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {' '.join(TIMEFRAMES)}")
+    return tf
+
+
+def decay_bars(alpha: float, tol: float = WARMUP_TOLERANCE) -> int:
+    """Bars after which a seed's weight ``(1 - alpha) ** n`` is at most ``tol``."""
+    return math.ceil(math.log(tol) / math.log(1.0 - alpha))
+
+
+def ema_alpha(n: int) -> float:
+    return 2.0 / (n + 1)
+
+
+def wilder_alpha(n: int) -> float:
+    return 1.0 / n
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    view: str
+    dtype: str  # "Float64" or "Int64"
+    definition: str
+    description: str
+    lookback: int = 0  # TA-Lib's lookback: leading bars with no output at all
+    smoothing: tuple[float, ...] = ()  # alphas of recursive smoothers chained behind the lookback
+    scale: str | None = None  # "price", "percent" (0..100), "volume", "ratio" or None (exact)
+    cumulative: bool = False  # obv/ad: start at the symbol's first stored bar, state carried
+
+    @property
+    def warmup(self) -> int:
+        """Leading bars published as null (per symbol) at :data:`WARMUP_TOLERANCE`."""
+        return self.lookback + sum(decay_bars(a) for a in self.smoothing)
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    description: str
+    features: tuple[Feature, ...] = field(default=())
+
+
+def _f(name, view, definition, description, dtype="Float64", **kw) -> Feature:
+    return Feature(name, view, dtype, definition, description, **kw)
+
+
+_OHLCV = "ohlcv_features"
+_MA = "technical_indicators_ma"
+_MOM = "technical_indicators_momentum"
+_VOLA = "technical_indicators_volatility"
+_VOL = "volume_indicators"
+_PA = "price_action"
+
+_FEATURES: tuple[Feature, ...] = (
+    _f("open", _OHLCV, "bar open", "Bar open price (MT5 MqlRates.open)."),
+    _f("high", _OHLCV, "bar high", "Bar high price."),
+    _f("low", _OHLCV, "bar low", "Bar low price."),
+    _f("close", _OHLCV, "bar close", "Bar close price."),
+    _f("tick_volume", _OHLCV, "bar tick_volume", "Number of ticks in the bar.", "Int64"),
+    _f("real_volume", _OHLCV, "bar real_volume", "Exchange volume; 0 for most FX brokers.", "Int64"),
+    _f("spread", _OHLCV, "bar spread", "Spread in points; null where the source has none.", "Int64"),
+    *(
+        _f(f"sma_{n}", _MA, f"SMA(close, {n})", f"Simple moving average of close over {n} bars.",
+           lookback=n - 1, scale="price")
+        for n in (5, 10, 20, 50, 200)
+    ),
+    *(
+        _f(f"ema_{n}", _MA, f"EMA(close, {n})",
+           f"Exponential moving average of close, {n} bars (TA-Lib, SMA-seeded).",
+           lookback=n - 1, smoothing=(ema_alpha(n),), scale="price")
+        for n in (12, 26, 50)
+    ),
+    _f("rsi_14", _MOM, "RSI(close, 14)", "Wilder relative strength index, 14 bars (0..100).",
+       lookback=14, smoothing=(wilder_alpha(14),), scale="percent"),
+    _f("macd", _MOM, "MACD(close, 12, 26, 9)[0]", "MACD line: EMA12 - EMA26 of close.",
+       lookback=33, smoothing=(ema_alpha(26),), scale="price"),
+    _f("macd_signal", _MOM, "MACD(close, 12, 26, 9)[1]", "MACD signal: EMA9 of the MACD line.",
+       lookback=33, smoothing=(ema_alpha(26), ema_alpha(9)), scale="price"),
+    _f("macd_hist", _MOM, "MACD(close, 12, 26, 9)[2]", "MACD histogram: MACD - signal.",
+       lookback=33, smoothing=(ema_alpha(26), ema_alpha(9)), scale="price"),
+    _f("stoch_k", _MOM, "STOCH(h, l, c, 14, 3, SMA, 3, SMA)[0]", "Slow stochastic %K (0..100).",
+       lookback=17, scale="percent"),
+    _f("stoch_d", _MOM, "STOCH(h, l, c, 14, 3, SMA, 3, SMA)[1]", "Slow stochastic %D (0..100).",
+       lookback=17, scale="percent"),
+    _f("roc_10", _MOM, "ROC(close, 10)", "Rate of change over 10 bars, percent.",
+       lookback=10, scale="percent"),
+    _f("atr_14", _VOLA, "ATR(h, l, c, 14)", "Wilder average true range, 14 bars (price units).",
+       lookback=14, smoothing=(wilder_alpha(14),), scale="price"),
+    _f("natr_14", _VOLA, "NATR(h, l, c, 14)", "ATR(14) as percent of close.",
+       lookback=14, smoothing=(wilder_alpha(14),), scale="percent"),
+    _f("bb_upper_20", _VOLA, "BBANDS(close, 20, 2, 2, SMA)[0]", "Upper Bollinger band (SMA20 + 2 sd).",
+       lookback=19, scale="price"),
+    _f("bb_middle_20", _VOLA, "BBANDS(close, 20, 2, 2, SMA)[1]", "Middle Bollinger band (SMA20).",
+       lookback=19, scale="price"),
+    _f("bb_lower_20", _VOLA, "BBANDS(close, 20, 2, 2, SMA)[2]", "Lower Bollinger band (SMA20 - 2 sd).",
+       lookback=19, scale="price"),
+    _f("bb_width_20", _VOLA, "(bb_upper_20 - bb_lower_20) / bb_middle_20",
+       "Bollinger band width relative to the middle band.", lookback=19, scale="ratio"),
+    _f("stddev_20", _VOLA, "STDDEV(close, 20, 1)", "Population standard deviation of close, 20 bars.",
+       lookback=19, scale="price"),
+    _f("obv", _VOL, "OBV(close, vol)", "On-balance volume, cumulative from the first stored bar.",
+       cumulative=True, scale="volume"),
+    _f("ad", _VOL, "AD(h, l, c, vol)", "Chaikin accumulation/distribution line, cumulative from "
+       "the first stored bar.", cumulative=True, scale="volume"),
+    _f("adosc", _VOL, "ADOSC(h, l, c, vol, 3, 10)", "Chaikin oscillator: EMA3 - EMA10 of the AD line.",
+       lookback=9, smoothing=(ema_alpha(10),), scale="volume"),
+    _f("mfi_14", _VOL, "MFI(h, l, c, vol, 14)", "Money flow index, 14 bars (0..100).",
+       lookback=14, scale="percent"),
+    _f("volume_sma_20", _VOL, "SMA(vol, 20)", "Simple moving average of effective volume, 20 bars.",
+       lookback=19, scale="volume"),
+    _f("log_return_1", _PA, "ln(close / previous close)", "One-bar log return.",
+       lookback=1, scale="ratio"),
+    _f("hl_range", _PA, "(high - low) / close", "Bar range relative to close.", scale="ratio"),
+    _f("co_ratio", _PA, "(close - open) / open", "Bar return from open to close.", scale="ratio"),
+    _f("body_ratio", _PA, "abs(close - open) / (high - low)", "Body share of the bar range.",
+       scale="ratio"),
+    _f("upper_shadow", _PA, "(high - max(open, close)) / (high - low)",
+       "Upper shadow share of the bar range.", scale="ratio"),
+    _f("lower_shadow", _PA, "(min(open, close) - low) / (high - low)",
+       "Lower shadow share of the bar range.", scale="ratio"),
+    _f("cdl_doji", _PA, "CDLDOJI(o, h, l, c)", "TA-Lib doji pattern: 100 or 0.", "Int64", lookback=10),
+    _f("cdl_engulfing", _PA, "CDLENGULFING(o, h, l, c)", "TA-Lib engulfing pattern: -100, 0 or 100.",
+       "Int64", lookback=2),
+)
+
+_VIEW_DESCRIPTIONS = {
+    _OHLCV: "The bar itself (MT5 rate record).",
+    _MA: "Moving averages of close.",
+    _MOM: "Momentum oscillators.",
+    _VOLA: "Volatility measures.",
+    _VOL: "Volume indicators on effective volume (real_volume if > 0, else tick_volume).",
+    _PA: "Price action ratios and candlestick patterns.",
+}
+
+VIEWS: tuple[View, ...] = tuple(
+    View(name, desc, tuple(f for f in _FEATURES if f.view == name))
+    for name, desc in _VIEW_DESCRIPTIONS.items()
+)
+FEATURES: tuple[Feature, ...] = _FEATURES
+FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
+BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
+VIEW_NAMES: tuple[str, ...] = tuple(v.name for v in VIEWS)
+MAX_WARMUP: int = max(f.warmup for f in FEATURES)
+"""The largest warm-up: an incremental update recomputes from the last ``MAX_WARMUP`` bars."""
+
+
+def view(name: str) -> View:
+    for v in VIEWS:
+        if v.name == name:
+            return v
+    raise KeyError(f"unknown feature view {name!r}; expected one of {', '.join(VIEW_NAMES)}")
+
+
+def catalog_hash() -> str:
+    """A stable hash of the catalog's content (features, warm-ups, ttl rule, tolerance)."""
+    payload = {
+        "version": CATALOG_VERSION,
+        "tolerance": WARMUP_TOLERANCE,
+        "closure_s": LONGEST_NORMAL_CLOSURE.total_seconds(),
+        "features": [asdict(f) | {"warmup": f.warmup} for f in FEATURES],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def as_records() -> list[dict]:
+    """The catalog as rows, for docs and notebooks."""
+    return [
+        {"view": f.view, "feature": f.name, "dtype": f.dtype, "definition": f.definition,
+         "warmup_bars": f.warmup, "description": f.description}
+        for f in FEATURES
+    ]

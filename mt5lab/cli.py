@@ -1,0 +1,193 @@
+"""The ``mt5lab`` command line. Errors are one line on stderr (``--verbose`` adds the traceback),
+secrets are redacted from everything printed, and the exit code is non-zero on failure."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+
+import click
+
+from mt5lab.catalog import DEFAULT_TIMEFRAME, TIMEFRAMES
+from mt5lab.errors import Mt5LabError
+from mt5lab.redact import install_log_redaction, redact
+
+_TF = click.Choice(list(TIMEFRAMES), case_sensitive=False)
+
+
+def common(fn):
+    """``--profile`` and ``--verbose`` on every verb, and the one-line error contract."""
+
+    @click.option("--profile", envvar="MT5LAB_PROFILE", default=None,
+                  help="Store profile: local (default) or postgres. Env: MT5LAB_PROFILE.")
+    @click.option("-v", "--verbose", is_flag=True, help="Show tracebacks and debug logs.")
+    @functools.wraps(fn)
+    def wrapper(*args, profile=None, verbose=False, **kwargs):
+        logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                            format="%(levelname)s %(name)s: %(message)s")
+        install_log_redaction()
+        try:
+            return fn(*args, profile=profile, **kwargs)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Mt5LabError as exc:
+            _fail(exc, verbose, exc.exit_code)
+        except Exception as exc:
+            _fail(exc, verbose, 1, prefix=f"{type(exc).__name__}: ")
+
+    return wrapper
+
+
+def _fail(exc: BaseException, verbose: bool, code: int, prefix: str = "") -> None:
+    if verbose:
+        click.echo(redact("".join(traceback.format_exception(exc))), err=True)
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    click.echo(redact(f"error: {prefix}{first}"), err=True)
+    sys.exit(code)
+
+
+def _store(profile):
+    from mt5lab.storage import open_store
+
+    return open_store(profile)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="mt5lab")
+def cli() -> None:
+    """mt5lab: a Feast feature store for MetaTrader 5 research."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("--sample", "samples", multiple=True, is_flag=False, flag_value="ALL",
+              help="Ingest a bundled real sample (GOOG D1, EURUSD H1); alone: all of them.")
+@click.option("--symbol", help="Symbol of the bars (required unless the file has a symbol column).")
+@click.option("--timeframe", type=_TF, help="Timeframe of the bars (M1 M5 M15 M30 H1 H4 D1 W1).")
+@click.option("--format", "fmt", default="auto", type=click.Choice(["auto", "mt5", "csv", "parquet"]),
+              help="Input format; auto picks by header and suffix.")
+@click.option("--server-tz", default="UTC", show_default=True,
+              help="IANA zone of the broker server times in the file (e.g. Etc/GMT-2, Europe/Athens).")
+@click.option("--calendar", default="fx", type=click.Choice(["fx", "equity", "24x7"]),
+              show_default=True, help="Market calendar for the gap report.")
+@common
+def ingest(paths, samples, symbol, timeframe, fmt, server_tz, calendar, profile):
+    """Validate bar files and upsert them into the offline store (all or nothing)."""
+    from mt5lab.ingest import load_samples, load_sources, write
+
+    if not paths and not samples:
+        raise click.UsageError("give bar files, or --sample")
+    if paths and not timeframe:
+        raise click.UsageError("--timeframe is required for bar files")
+    store = _store(profile)
+    if samples:
+        names = None if "ALL" in samples else [s.upper() for s in samples]
+        bars, reports = load_samples(names)
+    else:
+        bars, reports = load_sources(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
+                                     server_tz=server_tz, calendar=calendar)
+    res = write(store, bars, reports)
+    for rep in reports:
+        s = rep.summary()
+        click.echo(f"{s.get('source', '')}: {s['rows']} rows, {s['gaps']} gaps "
+                   f"({s['missing_bars']} missing bars), {s['suspicious']} suspicious")
+    click.echo(f"ingested {res.rows} bars: {res.write.inserted} new, {res.write.updated} revised, "
+               f"{res.write.unchanged} unchanged")
+
+
+@cli.command()
+@click.option("--timeframe", "timeframes", type=_TF, multiple=True, help="Default: every stored timeframe.")
+@click.option("--symbol", "symbols", multiple=True, help="Default: every symbol.")
+@common
+def build(timeframes, symbols, profile):
+    """Compute the 42 features from stored bars (full rebuild; unchanged rows untouched)."""
+    from mt5lab.build import build as run
+
+    res = run(_store(profile), [t.upper() for t in timeframes] or None, list(symbols) or None)
+    for tf, r in res.items():
+        click.echo(f"{tf}: {r.inserted} new, {r.updated} revised, {r.unchanged} unchanged feature rows")
+
+
+def _timeframes(store, given) -> list[str]:
+    return [t.upper() for t in given] or sorted(set(store.timeframes()) | {DEFAULT_TIMEFRAME})
+
+
+@cli.command()
+@click.option("--timeframe", "timeframes", type=_TF, multiple=True,
+              help="Default: D1 plus every stored timeframe.")
+@common
+def apply(timeframes, profile):
+    """Register the entity, six views and mt5_v1 in Feast (one project per timeframe)."""
+    from mt5lab.store import apply as run
+
+    for tf in _timeframes(_store(profile), timeframes):
+        s = run(profile, tf)
+        click.echo(f"{tf}: {s['views']} views, {s['features']} features, {s['services']} feature service")
+
+
+@cli.command()
+@click.option("--timeframe", "timeframes", type=_TF, multiple=True, help="Default: every stored timeframe.")
+@click.option("--full", is_flag=True, help="Rewrite every symbol, not only those that changed.")
+@common
+def materialize(timeframes, full, profile):
+    """Write each symbol's latest features to the online store (since last time by default)."""
+    from mt5lab.materialize import materialize as run
+
+    store = _store(profile)
+    for tf in [t.upper() for t in timeframes] or store.timeframes():
+        r = run(store, profile, tf, full=full)
+        click.echo(f"{tf}: {r.written} of {r.symbols} symbols written (latest bar close {r.latest_event})")
+
+
+@cli.command()
+@click.argument("symbols", nargs=-1, required=True)
+@click.option("--timeframe", type=_TF, default=DEFAULT_TIMEFRAME, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@common
+def online(symbols, timeframe, as_json, profile):
+    """Read the 42 online features of SYMBOLS."""
+    from mt5lab.online import online_frame
+
+    df = online_frame(list(symbols), timeframe.upper(), profile)
+    if as_json:
+        click.echo(df.to_json(orient="records", date_format="iso"))
+    else:
+        click.echo(df.set_index("symbol").T.to_string())
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def catalog(as_json):
+    """Print the feature catalog (views, features, dtypes, definitions, warm-up)."""
+    from mt5lab.catalog import as_records
+
+    rows = as_records()
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 100, "display.width", 200):
+        click.echo(pd.DataFrame(rows).drop(columns=["description"]).to_string(index=False))
+
+
+@cli.command()
+@common
+def demo(profile):
+    """Samples -> validate -> 42 features -> apply -> materialize -> online table + a PNG chart."""
+    from mt5lab.demo import run_demo
+
+    run_demo(profile, echo=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="mt5lab")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

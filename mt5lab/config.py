@@ -1,0 +1,150 @@
+"""Profiles, the data directory and Feast's ``RepoConfig``, built in memory.
+
+A profile is one ``feature_store*.yaml`` in ``feature_repo/`` holding only ``${VAR}`` placeholders.
+mt5lab reads it, checks that every variable it names is set (Feast would leave an unset ``${VAR}``
+as literal text and fail later, far from the cause), substitutes the values in memory and builds
+Feast's ``RepoConfig`` from the result. No file with a credential is ever written.
+
+The timeframe picks the Feast project: D1 (the default) is the yaml's ``project``, every other
+timeframe is ``<project>_<tf>``; each project holds the same six views and one ``mt5_v1`` service.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from mt5lab.catalog import DEFAULT_TIMEFRAME, check_timeframe
+from mt5lab.errors import ConfigError
+
+PROFILES = {"local": "feature_store.yaml", "postgres": "feature_store.postgres.yaml"}
+DEFAULT_PROFILE = "local"
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+SECRET_VARS = ("MT5LAB_PG_PASSWORD", "MT5LAB_REDIS_PASSWORD")
+
+
+def project_root() -> Path:
+    """The checkout that holds ``feature_repo/`` (``MT5LAB_HOME`` overrides)."""
+    env = os.environ.get("MT5LAB_HOME")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parents[1]
+    if (here / "feature_repo").is_dir():
+        return here
+    return Path.cwd().resolve()
+
+
+@lru_cache(maxsize=1)
+def load_env() -> None:
+    """Read the git-ignored ``.env`` once (real environment variables win). Values are never logged."""
+    from dotenv import load_dotenv
+
+    load_dotenv(project_root() / ".env", override=False)
+
+
+def data_dir() -> Path:
+    """All local state: bars, features, registry, online db (``MT5LAB_DATA_DIR``, default ``data/``)."""
+    load_env()
+    env = os.environ.get("MT5LAB_DATA_DIR")
+    return Path(env).resolve() if env else project_root() / "data"
+
+
+def repo_path() -> Path:
+    return project_root() / "feature_repo"
+
+
+def profile_name(profile: str | None = None) -> str:
+    load_env()
+    name = (profile or os.environ.get("MT5LAB_PROFILE") or DEFAULT_PROFILE).strip().lower()
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; expected one of: {', '.join(PROFILES)}")
+    return name
+
+
+def project_for(base: str, timeframe: str) -> str:
+    tf = check_timeframe(timeframe)
+    return base if tf == DEFAULT_TIMEFRAME else f"{base}_{tf.lower()}"
+
+
+def _defaults() -> dict[str, str]:
+    return {"MT5LAB_DATA_DIR": str(data_dir())}
+
+
+def _yaml_text(name: str) -> str:
+    """The profile's yaml without comment lines (comments may mention ``${VAR}`` as prose)."""
+    lines = (repo_path() / PROFILES[name]).read_text().splitlines()
+    return "\n".join(ln for ln in lines if not ln.lstrip().startswith("#"))
+
+
+def required_vars(profile: str | None = None) -> list[str]:
+    """Variables the profile's yaml names, in order of first use."""
+    text = _yaml_text(profile_name(profile))
+    seen: dict[str, None] = {}
+    for m in _VAR.finditer(text):
+        seen.setdefault(m.group(1), None)
+    return list(seen)
+
+
+def check_env(profile: str | None = None) -> dict[str, str]:
+    """Values for every ``${VAR}`` of the profile, or a ConfigError naming *all* missing ones."""
+    name = profile_name(profile)
+    defaults = _defaults()
+    values, missing = {}, []
+    for var in required_vars(name):
+        val = os.environ.get(var, defaults.get(var))
+        if val is None or val == "":
+            missing.append(var)
+        else:
+            values[var] = val
+    if missing:
+        raise ConfigError(
+            f"profile {name!r} needs environment variables that are not set: {', '.join(missing)} "
+            f"(set them in the environment or in .env; see .env.example)"
+        )
+    return values
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A resolved profile. ``raw`` holds secrets: never print or log it."""
+
+    name: str
+    raw: dict
+    base_project: str
+
+    def __repr__(self) -> str:  # keep secrets out of reprs, logs and tracebacks
+        return f"Profile(name={self.name!r}, project={self.base_project!r})"
+
+    def repo_config(self, timeframe: str = DEFAULT_TIMEFRAME):
+        from feast.repo_config import RepoConfig
+
+        raw = dict(self.raw)
+        raw["project"] = project_for(self.base_project, timeframe)
+        cfg = RepoConfig(**raw)
+        cfg.repo_path = repo_path()
+        return cfg
+
+    def setting(self, *path: str, default=None):
+        node = self.raw
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+
+def load_profile(profile: str | None = None) -> Profile:
+    """Resolve a profile: check variables, substitute in memory, parse."""
+    name = profile_name(profile)
+    values = check_env(name)
+    text = _yaml_text(name)
+    expanded = _VAR.sub(lambda m: values[m.group(1)], text)
+    raw = yaml.safe_load(expanded)
+    if not isinstance(raw, dict) or "project" not in raw:
+        raise ConfigError(f"{PROFILES[name]} is not a Feast feature_store.yaml (no 'project')")
+    return Profile(name=name, raw=raw, base_project=raw["project"])

@@ -1,0 +1,46 @@
+"""Keep secrets out of every message, log line and traceback mt5lab prints."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+
+from mt5lab.config import SECRET_VARS
+
+_DSN = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s]*)@", re.I)
+_KV = re.compile(r"(?P<key>password|passwd|pwd)\s*(?P<sep>[=:])\s*(?P<val>'[^']*'|\"[^\"]*\"|[^\s,;&]+)",
+                 re.I)
+
+
+def secrets() -> list[str]:
+    return [v for k in SECRET_VARS if (v := os.environ.get(k))]
+
+
+def redact(text: str) -> str:
+    """Replace known secret values, DSN passwords and ``password=...`` pairs with ``***``."""
+    text = str(text)
+    for value in sorted(secrets(), key=len, reverse=True):
+        text = text.replace(value, "***")
+    text = _DSN.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _KV.sub(lambda m: f"{m['key']}{m['sep']}***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts the formatted message (and drops exception text args)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = ()
+        if record.exc_info:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to every handler of the root logger (idempotent)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())

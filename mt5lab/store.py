@@ -1,0 +1,73 @@
+"""Feast ``FeatureStore`` per profile and timeframe, built from an in-memory config, and ``apply``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+from mt5lab.catalog import DEFAULT_TIMEFRAME, VIEW_NAMES, check_timeframe
+from mt5lab.config import Profile, load_profile
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_feast() -> None:
+    for name in ("feast", "feast.infra", "feast.repo_config"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"feast(\.|$)")
+
+
+def resolve(profile=None) -> Profile:
+    return profile if isinstance(profile, Profile) else load_profile(profile)
+
+
+_STORES: dict[tuple[str, int, str], object] = {}
+
+
+def _store(profile: Profile, timeframe: str):
+    from feast import FeatureStore
+
+    key = (profile.name, hash(json.dumps(profile.raw, sort_keys=True, default=str)), timeframe)
+    if key not in _STORES:
+        _quiet_feast()
+        _STORES[key] = FeatureStore(config=profile.repo_config(timeframe))
+    return _STORES[key]
+
+
+def feature_store(profile=None, timeframe: str = DEFAULT_TIMEFRAME):
+    """The Feast store of ``profile`` for ``timeframe`` (its own Feast project)."""
+    return _store(resolve(profile), check_timeframe(timeframe))
+
+
+def apply(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:
+    """Register the catalog's entity, source, six views and ``mt5_v1`` for one timeframe.
+
+    Idempotent: applying twice changes nothing. Views or services in the project that the catalog no
+    longer has are deleted, so the registry always equals the catalog.
+    """
+    from mt5lab.repo import definitions
+    from mt5lab.storage import open_store
+
+    prof = resolve(profile)
+    offline = open_store(prof)
+    fs = feature_store(prof, timeframe)
+    objects = definitions(offline.feast_source(timeframe), timeframe)
+    wanted = {type(o).__name__ + ":" + o.name for o in objects}
+    with offline.lock():
+        existing = [*fs.list_feature_views(), *fs.list_feature_services()]
+        stale = [o for o in existing if type(o).__name__ + ":" + o.name not in wanted]
+        fs.apply(objects, objects_to_delete=stale, partial=False)
+        fs.refresh_registry()
+    return registry_summary(prof, timeframe)
+
+
+def registry_summary(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:
+    fs = feature_store(profile, timeframe)
+    views = fs.list_feature_views()
+    return {
+        "views": len(views),
+        "features": sum(len(v.features) for v in views),
+        "services": len(fs.list_feature_services()),
+        "catalog_views_present": sum(v.name in VIEW_NAMES for v in views),
+    }
