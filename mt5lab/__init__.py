@@ -4,6 +4,9 @@ Public API (names later code and users depend on):
 
 - :func:`compute_features` - the 42 catalog features of canonical bars (pure, TA-Lib).
 - :mod:`mt5lab.catalog` - the one feature catalog (data).
+- :func:`update` - incremental update: new bars -> features -> offline + online, one step.
+- :func:`online_features` / :class:`OnlineReader` - fast online reads with event timestamps
+  and status (fresh, expired, future, missing); :func:`freshness` - staleness per view/symbol.
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from mt5lab.compute import compute_features
+from mt5lab.freshness import freshness
+from mt5lab.online_reader import OnlineReader, online_features
+from mt5lab.update import update
 
 try:
     __version__ = version("mt5lab")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["__version__", "compute_features"]
+__all__ = ["OnlineReader", "__version__", "compute_features", "freshness", "online_features", "update"]

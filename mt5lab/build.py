@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import polars as pl
-from tqdm.auto import tqdm
 
 from mt5lab.compute import compute_features
+from mt5lab.progress import bar
 from mt5lab.storage import OfflineStore, WriteResult
 from mt5lab.storage.base import now_utc
 
@@ -23,7 +23,7 @@ def build(store: OfflineStore, timeframes: list[str] | None = None,
     out = {}
     tfs = timeframes or store.timeframes()
     with store.lock():
-        for tf in tqdm(tfs, desc="build", unit="timeframe", disable=not progress):
+        for tf in bar(tfs, "build", "timeframe", progress):
             bars = store.read_bars(tf, symbols)
             if bars.height == 0:
                 continue

@@ -185,6 +185,95 @@ def demo(profile):
     run_demo(profile, echo=click.echo)
 
 
+# -- hot path: update, serve, check freshness (mt5lab.update, mt5lab.serve, mt5lab.freshness) ------
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--symbol", help="Symbol of the bars (required unless the file has a symbol column).")
+@click.option("--timeframe", type=_TF, required=True, help="Timeframe of the bars.")
+@click.option("--format", "fmt", default="auto", type=click.Choice(["auto", "mt5", "csv", "parquet"]),
+              help="Input format; auto picks by header and suffix.")
+@click.option("--server-tz", default="UTC", show_default=True,
+              help="IANA zone of the broker server times in the file (e.g. Etc/GMT-2, Europe/Athens).")
+@click.option("--calendar", default=None, type=click.Choice(["fx", "equity", "24x7"]),
+              help="Market calendar for the gap report (default: the sample's, else fx).")
+@click.option("--offline-only", is_flag=True, help="Do not write the online store.")
+@common
+def update(paths, symbol, timeframe, fmt, server_tz, calendar, offline_only, profile):
+    """Add new bars incrementally: features from the last W stored bars, offline + online in one step."""
+    from mt5lab.ingest import load_sources
+    from mt5lab.update import update as run
+
+    bars, _ = load_sources(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
+                           server_tz=server_tz, calendar=calendar or "fx")
+    res = run(bars, profile=profile, timeframe=timeframe.upper(), calendar=calendar,
+              source=paths[0] if len(paths) == 1 else "<inputs>", online=not offline_only)
+    click.echo(res.summary())
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind. Loopback unless given explicitly (the server has no auth).")
+@click.option("--port", default=6566, type=int, show_default=True)
+@click.option("--timeframe", type=_TF, default=DEFAULT_TIMEFRAME, show_default=True,
+              help="Timeframe (Feast project) to serve.")
+@click.option("--workers", default=1, type=int, show_default=True, help="gunicorn worker processes.")
+@common
+def serve(host, port, timeframe, workers, profile):
+    """Run Feast's HTTP feature server (/get-online-features, /health) on the profile's config."""
+    from mt5lab.serve import serve as run
+
+    run(profile, host=host, port=port, timeframe=timeframe.upper(), workers=workers, echo=click.echo)
+
+
+@cli.group()
+def check() -> None:
+    """Checks for schedulers: print a report, exit non-zero on a problem."""
+
+
+@check.command("freshness")
+@click.option("--timeframe", "timeframes", type=_TF, multiple=True, help="Default: every stored timeframe.")
+@click.option("--symbol", "symbols", multiple=True, help="Default: every symbol with features.")
+@click.option("--calendar", default="fx", show_default=True, type=click.Choice(["fx", "equity", "24x7"]),
+              help="Calendar of symbols that are not bundled samples.")
+@click.option("--grace", default=None, help="Arrival delay allowed after a bar's close, e.g. 90s, 5m, 1h "
+              "(default: half a bar, at most 15m).")
+@click.option("--now", "now_iso", default=None, help="Check as of this ISO time with zone (replays).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@common
+def check_freshness(timeframes, symbols, calendar, grace, now_iso, as_json, profile):
+    """Age of each online value against its timeframe's cadence (calendar-aware); exit 1 if any is
+    stale, expired, future or missing."""
+    from datetime import datetime, timedelta
+
+    from mt5lab.freshness import freshness, problems
+
+    now = None
+    if now_iso:
+        now = datetime.fromisoformat(now_iso)
+        if now.tzinfo is None:
+            raise click.BadParameter("needs a zone, e.g. 2024-01-06T12:00:00+00:00", param_hint="--now")
+    gr = None
+    if grace:
+        units = {"s": "seconds", "m": "minutes", "h": "hours"}
+        if grace[-1:] not in units or not grace[:-1].replace(".", "", 1).isdigit():
+            raise click.BadParameter("expected e.g. 90s, 5m or 1h", param_hint="--grace")
+        gr = timedelta(**{units[grace[-1]]: float(grace[:-1])})
+    df = freshness(list(symbols) or None, profile=profile, timeframes=[t.upper() for t in timeframes] or None,
+                   now=now, grace=gr, default_calendar=calendar)
+    bad = problems(df)
+    if as_json:
+        click.echo(df.to_json(orient="records", date_format="iso"))
+    elif df.empty:
+        click.echo("no symbols to check")
+    else:
+        click.echo(df.drop(columns=["ttl"]).to_string(index=False))
+    if df.empty or len(bad):
+        counts = bad["status"].value_counts().to_dict()
+        click.echo(f"freshness: {len(bad)} of {len(df)} problems {counts}" if len(df)
+                   else "freshness: nothing to check", err=True)
+        sys.exit(1)
+
+
 def main() -> None:
     cli(prog_name="mt5lab")
 

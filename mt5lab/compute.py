@@ -11,14 +11,17 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import talib
+from talib import _ta_lib as ta  # the Cython functions, without the pandas/polars dispatch wrapper
 
 from mt5lab.bars import bar_duration, to_polars
 from mt5lab.catalog import FEATURES
 
 _SMA = talib.MA_Type.SMA
-_FLOAT = [f.name for f in FEATURES if f.dtype == "Float64"]
-_INT = [f.name for f in FEATURES if f.dtype == "Int64"]
 _PASSTHROUGH = ("open", "high", "low", "close", "tick_volume", "real_volume", "spread")
+_COMPUTED = [f for f in FEATURES if f.name not in _PASSTHROUGH]
+# Features with a division of our own (or TA-Lib's by a price): inf/NaN become null.
+_DIVIDING = ("bb_width_20", "natr_14", "roc_10", "log_return_1", "hl_range", "co_ratio", "body_ratio",
+             "upper_shadow", "lower_shadow")
 
 
 def effective_volume(tick_volume: np.ndarray, real_volume: np.ndarray) -> np.ndarray:
@@ -27,14 +30,20 @@ def effective_volume(tick_volume: np.ndarray, real_volume: np.ndarray) -> np.nda
     return np.where(rv > 0, rv, tick_volume.astype(np.float64))
 
 
-def obv_from(close: np.ndarray, vol: np.ndarray, start: float | None = None) -> np.ndarray:
-    """TA-Lib's OBV, bit for bit, optionally continuing a carried value.
+def obv_from(close: np.ndarray, vol: np.ndarray, start: float | None = None,
+             prev_close: float | None = None) -> np.ndarray:
+    """TA-Lib's OBV, bit for bit, optionally continuing a carried state.
 
-    ``start`` is the OBV of the bar *before* ``close[0]``; then ``close`` must begin with that bar.
+    ``start`` and ``prev_close`` are the OBV and the close of the bar *before* ``close[0]`` (OBV's
+    state is both: the first bar's step needs the previous close). The same float operations in the
+    same order as a run over the whole series, so a continued run equals it bit for bit.
     """
     step = np.zeros_like(vol)
     step[1:] = np.sign(np.diff(close)) * vol[1:]
-    step[0] = vol[0] if start is None else start
+    if start is None:
+        step[0] = vol[0]
+    else:
+        step[0] = start + np.sign(close[0] - prev_close) * vol[0]
     return np.cumsum(step)
 
 
@@ -50,35 +59,39 @@ def ad_from(high, low, close, vol, start: float = 0.0) -> np.ndarray:
 
 
 def _one_symbol(o, h, lo, c, vol, out: dict[str, np.ndarray], sl: slice, carry=None) -> None:
-    """Fill ``out[name][sl]`` for one symbol. ``carry``: (obv, ad) of the bar before this slice."""
+    """Fill ``out[name][sl]`` for one symbol. ``carry``: (obv, ad, close) of the bar before this slice."""
     w = out
     for n in (5, 10, 20, 50, 200):
-        w[f"sma_{n}"][sl] = talib.SMA(c, n)
+        w[f"sma_{n}"][sl] = ta.SMA(c, n)
     for n in (12, 26, 50):
-        w[f"ema_{n}"][sl] = talib.EMA(c, n)
-    w["rsi_14"][sl] = talib.RSI(c, 14)
-    w["macd"][sl], w["macd_signal"][sl], w["macd_hist"][sl] = talib.MACD(c, 12, 26, 9)
-    w["stoch_k"][sl], w["stoch_d"][sl] = talib.STOCH(h, lo, c, 14, 3, _SMA, 3, _SMA)
-    w["roc_10"][sl] = talib.ROC(c, 10)
-    w["atr_14"][sl] = talib.ATR(h, lo, c, 14)
-    w["natr_14"][sl] = talib.NATR(h, lo, c, 14)
-    up, mid, dn = talib.BBANDS(c, 20, 2.0, 2.0, _SMA)
+        w[f"ema_{n}"][sl] = ta.EMA(c, n)
+    w["rsi_14"][sl] = ta.RSI(c, 14)
+    w["macd"][sl], w["macd_signal"][sl], w["macd_hist"][sl] = ta.MACD(c, 12, 26, 9)
+    w["stoch_k"][sl], w["stoch_d"][sl] = ta.STOCH(h, lo, c, 14, 3, _SMA, 3, _SMA)
+    w["roc_10"][sl] = ta.ROC(c, 10)
+    w["atr_14"][sl] = ta.ATR(h, lo, c, 14)
+    w["natr_14"][sl] = ta.NATR(h, lo, c, 14)
+    up, mid, dn = ta.BBANDS(c, 20, 2.0, 2.0, _SMA)
     w["bb_upper_20"][sl], w["bb_middle_20"][sl], w["bb_lower_20"][sl] = up, mid, dn
     with np.errstate(divide="ignore", invalid="ignore"):
         w["bb_width_20"][sl] = (up - dn) / mid
-    w["stddev_20"][sl] = talib.STDDEV(c, 20, 1.0)
+    w["stddev_20"][sl] = ta.STDDEV(c, 20, 1.0)
     if carry is None:
         w["obv"][sl] = obv_from(c, vol)
         w["ad"][sl] = ad_from(h, lo, c, vol)
     else:
-        obv0, ad0 = carry
-        w["obv"][sl] = obv_from(c, vol, obv0)
+        if len(carry) != 3:
+            raise ValueError("carry must be (obv, ad, close) of the bar before the first given bar")
+        obv0, ad0, close0 = carry
+        w["obv"][sl] = obv_from(c, vol, obv0, close0)
         w["ad"][sl] = ad_from(h, lo, c, vol, ad0)
-    w["adosc"][sl] = talib.ADOSC(h, lo, c, vol, 3, 10)
-    w["mfi_14"][sl] = talib.MFI(h, lo, c, vol, 14)
-    w["volume_sma_20"][sl] = talib.SMA(vol, 20)
-    w["cdl_doji"][sl] = talib.CDLDOJI(o, h, lo, c)
-    w["cdl_engulfing"][sl] = talib.CDLENGULFING(o, h, lo, c)
+    w["adosc"][sl] = ta.ADOSC(h, lo, c, vol, 3, 10)
+    w["mfi_14"][sl] = ta.MFI(h, lo, c, vol, 14)
+    w["volume_sma_20"][sl] = ta.SMA(vol, 20)
+    w["cdl_doji"][sl] = ta.CDLDOJI(o, h, lo, c)
+    # TA-Lib grades an engulfing whose bodies share an end (open == previous close, common in FX) as
+    # +-80; the catalog's domain is -100, 0 or 100, so only the direction is kept.
+    w["cdl_engulfing"][sl] = np.sign(ta.CDLENGULFING(o, h, lo, c)) * 100
 
 
 def _price_action(o, h, lo, c, out, starts) -> None:
@@ -105,8 +118,9 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
             UTC), ``open high low close tick_volume real_volume spread``), each symbol's bars in
             time order.
         timeframe: the bars' timeframe; ``event_timestamp = time + timeframe``.
-        carry: incremental mode: ``{symbol: (obv, ad)}`` of the bar *before* each symbol's first
-            given bar, so that ``obv``/``ad`` continue the stored series exactly.
+        carry: incremental mode: ``{symbol: (obv, ad, close)}`` of the bar *before* each symbol's
+            first given bar (OBV's step needs that close), so that ``obv``/``ad`` continue the stored
+            series bit for bit.
         history_offset: incremental mode: ``{symbol: k}`` says ``k`` stored bars precede the first
             given bar, so warm-up is counted from the symbol's true first bar. Only rows at least
             ``MAX_WARMUP`` deep into the given window then equal a full rebuild (within tolerance);
@@ -140,27 +154,29 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
     rv = df["real_volume"].fill_null(0).to_numpy()[order]
     vol = np.ascontiguousarray(effective_volume(tv, rv))
 
-    out = {name: np.full(n, np.nan) for name in _FLOAT + _INT if name not in _PASSTHROUGH}
+    out = {f.name: np.empty(n) for f in _COMPUTED}  # every slot is written below
     for s, e in zip(starts, ends, strict=True):
         sl = slice(s, e)
         cs = carry.get(sym_sorted[s]) if carry else None
         _one_symbol(o[sl], h[sl], lo[sl], c[sl], vol[sl], out, sl, cs)
     _price_action(o, h, lo, c, out, starts)
 
-    lengths = ends - starts
-    pos = np.arange(n) - np.repeat(starts, lengths)  # bar index within its symbol
-    if history_offset:
-        pos += np.repeat([history_offset.get(sym_sorted[s], 0) for s in starts], lengths)
-    for f in FEATURES:
-        if f.name in _PASSTHROUGH:
-            continue
-        a = out[f.name]
-        a[~np.isfinite(a)] = np.nan
+    for name in _DIVIDING:
+        a = out[name]
+        a[np.isinf(a)] = np.nan
+    # Warm-up: null the first `warmup` bars of each symbol (counted from its true first bar).
+    offsets = [history_offset.get(sym_sorted[s], 0) if history_offset else 0 for s in starts]
+    for f in _COMPUTED:
         if f.warmup > 0:
-            a[pos < f.warmup] = np.nan
+            a = out[f.name]
+            for s, e, k in zip(starts, ends, offsets, strict=True):
+                if f.warmup > k:
+                    a[s:min(e, s + f.warmup - k)] = np.nan
 
-    inv = np.empty(n, dtype=np.int64)
-    inv[order] = np.arange(n)
+    identity = bool((np.diff(order) == 1).all())
+    if not identity:
+        inv = np.empty(n, dtype=np.int64)
+        inv[order] = np.arange(n)
     cols: list[pl.Series] = [
         df["symbol"],
         df["time"].alias("time"),
@@ -170,7 +186,8 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
         if f.name in _PASSTHROUGH:
             s = df[f.name].cast(pl.Float64 if f.dtype == "Float64" else pl.Int64)
         else:
-            s = pl.Series(f.name, out[f.name][inv], dtype=pl.Float64, nan_to_null=True)
+            vals = out[f.name] if identity else out[f.name][inv]
+            s = pl.Series(f.name, vals, dtype=pl.Float64, nan_to_null=True)
             if f.dtype == "Int64":
                 s = s.cast(pl.Int64)
         cols.append(s.alias(f.name))

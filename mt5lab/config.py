@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from mt5lab.catalog import DEFAULT_TIMEFRAME, check_timeframe
+from mt5lab.envsubst import expand, is_secret
 from mt5lab.errors import ConfigError
 
 PROFILES = {"local": "feature_store.yaml", "postgres": "feature_store.postgres.yaml"}
@@ -97,7 +98,8 @@ def check_env(profile: str | None = None) -> dict[str, str]:
     values, missing = {}, []
     for var in required_vars(name):
         val = os.environ.get(var, defaults.get(var))
-        if val is None or val == "":
+        # A *_PASSWORD must be set but may be empty (trust auth, a Redis without requirepass).
+        if val is None or (val == "" and not is_secret(var)):
             missing.append(var)
         else:
             values[var] = val
@@ -142,9 +144,9 @@ def load_profile(profile: str | None = None) -> Profile:
     """Resolve a profile: check variables, substitute in memory, parse."""
     name = profile_name(profile)
     values = check_env(name)
-    text = _yaml_text(name)
-    expanded = _VAR.sub(lambda m: values[m.group(1)], text)
-    raw = yaml.safe_load(expanded)
+    raw = yaml.safe_load(_yaml_text(name))
     if not isinstance(raw, dict) or "project" not in raw:
         raise ConfigError(f"{PROFILES[name]} is not a Feast feature_store.yaml (no 'project')")
+    # Substituted into the parsed strings, encoded per context (URL, Redis string): see envsubst.
+    raw = expand(raw, values)
     return Profile(name=name, raw=raw, base_project=raw["project"])

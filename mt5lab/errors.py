@@ -39,3 +39,10 @@ class MaxLossExceeded(Mt5LabError):
     """Rows disappeared where none may (a join or a write lost rows silently)."""
 
     exit_code = 5
+
+
+class TrainingSetError(Mt5LabError, ValueError):
+    """A training-set request is invalid (entity frame, feature refs, labels or splits); names the
+    source, row and rule where there is one. Nothing has been computed."""
+
+    exit_code = 2

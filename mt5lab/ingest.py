@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-from tqdm.auto import tqdm
 
 from mt5lab.bars import BAR_COLUMNS, canonical
+from mt5lab.progress import bar
 from mt5lab.samples import SAMPLES, load_sample
 from mt5lab.storage import OfflineStore, WriteResult
 
@@ -33,34 +33,48 @@ def load_sources(paths: Iterable[str | Path], *, symbol: str | None, timeframe: 
     from mt5lab.readers import read_bars
     from mt5lab.validate import validate_bars
 
-    frames, reports = [], []
-    for path in tqdm(list(paths), desc="read", unit="file", disable=not progress):
+    frames, reports, sources = [], [], []
+    for path in bar(list(paths), "read", "file", progress):
         bars = read_bars(path, symbol=symbol, timeframe=timeframe, format=format, server_tz=server_tz)
         reports.append(validate_bars(bars, source=str(path), calendar=calendar))
-        frames.append(bars.select(BAR_COLUMNS))
-    return _combine(frames, reports)
+        frames.append(bars)
+        sources.append(str(path))
+    return _combine(frames, reports, sources)
 
 
 def load_samples(names: Iterable[str] | None = None) -> tuple[pl.DataFrame, list]:
     """The bundled real samples, validated like any file."""
     from mt5lab.validate import validate_bars
 
-    frames, reports = [], []
+    frames, reports, sources = [], [], []
     for name in names or SAMPLES:
         bars = load_sample(name)
-        reports.append(validate_bars(bars, source=f"sample:{name}", calendar=SAMPLES[name].calendar))
+        source = f"sample:{name}"
+        reports.append(validate_bars(bars, source=source, calendar=SAMPLES[name].calendar))
         frames.append(bars)
-    return _combine(frames, reports)
+        sources.append(source)
+    return _combine(frames, reports, sources)
 
 
-def _combine(frames: list[pl.DataFrame], reports: list) -> tuple[pl.DataFrame, list]:
-    from mt5lab.validate import validate_bars
+def _combine(frames: list[pl.DataFrame], reports: list, sources: list[str]) -> tuple[pl.DataFrame, list]:
+    """Concatenate validated inputs; two inputs holding the same bar is an error naming both."""
+    from mt5lab.errors import BarValidationError
 
-    bars = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=dict.fromkeys(BAR_COLUMNS))
-    if len(frames) > 1:  # two files may overlap: the union must obey the rules too
-        validate_bars(bars.sort(["symbol", "timeframe", "time"]), source="<all inputs>",
-                      calendar="24x7")
-    return bars, reports
+    if not frames:
+        return pl.DataFrame(schema=dict.fromkeys(BAR_COLUMNS)), reports
+    tagged = [f.with_columns(pl.lit(i).alias("__input"),
+                             (pl.col("source_row") if "source_row" in f.columns
+                              else pl.int_range(1, f.height + 1)).cast(pl.Int64).alias("__row"))
+              for i, f in enumerate(frames)]
+    union = pl.concat([t.select([*BAR_COLUMNS, "__input", "__row"]) for t in tagged], how="vertical")
+    dup = union.filter(pl.struct(["symbol", "timeframe", "time"]).is_duplicated())
+    if dup.height:
+        first = dup.sort(["symbol", "timeframe", "time", "__input"]).head(2)
+        a, b = first.row(0, named=True), first.row(1, named=True)
+        raise BarValidationError(sources[b["__input"]], b["__row"], "duplicate time across inputs",
+                                 f"{b['symbol']} {b['timeframe']} {b['time']} is also in "
+                                 f"{sources[a['__input']]} row {a['__row']}")
+    return union.select(BAR_COLUMNS), reports
 
 
 def ingest_frame(store: OfflineStore, bars, timeframe: str | None = None,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import polars as pl
-from tqdm.auto import tqdm
 
 from mt5lab.catalog import FEATURES, VIEWS, check_timeframe
+from mt5lab.progress import bar
 from mt5lab.storage import OfflineStore
 from mt5lab.store import feature_store
 
@@ -68,7 +68,7 @@ def materialize(store: OfflineStore, profile=None, timeframe: str = "D1",
             todo = latest.filter(pl.Series(_differs(latest, _online_frame(fs, latest["symbol"].to_list()))))
         if todo.height:
             pdf = todo.to_pandas(use_pyarrow_extension_array=False)
-            for v in tqdm(VIEWS, desc=f"materialize {tf}", unit="view", disable=not progress):
+            for v in bar(VIEWS, f"materialize {tf}", "view", progress):
                 cols = ["symbol", "event_timestamp", "created_timestamp", *[f.name for f in v.features]]
                 fs.write_to_online_store(v.name, pdf[cols])
                 fv = fs.get_feature_view(v.name)

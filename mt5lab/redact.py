@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+from urllib.parse import quote
 
 from mt5lab.config import SECRET_VARS
 
@@ -14,7 +16,12 @@ _KV = re.compile(r"(?P<key>password|passwd|pwd)\s*(?P<sep>[=:])\s*(?P<val>'[^']*
 
 
 def secrets() -> list[str]:
-    return [v for k in SECRET_VARS if (v := os.environ.get(k))]
+    """Secret values as set, and as encoded into URLs (percent) and Redis strings (JSON)."""
+    out = set()
+    for k in SECRET_VARS:
+        if v := os.environ.get(k):
+            out |= {v, quote(v, safe=""), json.dumps(v)[1:-1]}
+    return sorted(out, key=len, reverse=True)
 
 
 def redact(text: str) -> str:

@@ -69,9 +69,10 @@ class LocalStore(OfflineStore):
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-        except OSError as exc:
+        except (OSError, pl.exceptions.ComputeError) as exc:  # polars wraps IO errors (disk full)
             Path(tmp).unlink(missing_ok=True)
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            raise StoreError(f"cannot write {path}: {reason}") from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -1,0 +1,437 @@
+"""Read bar files (MT5 terminal exports, generic CSV, Parquet) into canonical bars, streaming.
+
+Output: the canonical schema of :mod:`mt5lab.bars` plus ``source_row`` (Int64), the 1-based data row
+in the file (header and blank lines not counted), so :mod:`mt5lab.validate` can name a row. Every
+failure is a :class:`~mt5lab.errors.BarValidationError` naming the file, the row (or None) and a
+short rule, or a :class:`~mt5lab.errors.ConfigError` for a bad argument; never a raw polars, pyarrow
+or decoding error.
+
+Times: naive broker times are localized with ``server_tz`` (an IANA name) and converted to UTC; a
+local time that DST makes ambiguous or non-existent is an error, never shifted. tz-aware input is
+converted to UTC; a file mixing naive and aware times is an error. D1 and W1 bars are trading-date
+labels: a naive D1/W1 time is kept as that date at midnight UTC, whatever ``server_tz`` is (an MT5
+daily bar stamped 2024.01.02 is the bar of 2 January, not 1 January 22:00 UTC). Integer times
+(MT5's ``copy_rates_*`` arrays) are epoch seconds of the naive server clock.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from mt5lab.bars import BAR_SCHEMA
+from mt5lab.catalog import check_timeframe
+from mt5lab.errors import BarValidationError, ConfigError, Mt5LabError
+
+PathLike = str | os.PathLike
+FORMATS = ("auto", "mt5", "csv", "parquet")
+_NUMERIC = {"open": False, "high": False, "low": False, "close": False,
+            "tick_volume": True, "real_volume": True, "spread": True}
+_AWARE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d:?\d\d)$"  # a clock time with a UTC offset
+
+_MT5 = {"<DATE>": "date", "<TIME>": "clock", "<OPEN>": "open", "<HIGH>": "high", "<LOW>": "low",
+        "<CLOSE>": "close", "<TICKVOL>": "tick_volume", "<VOL>": "real_volume", "<SPREAD>": "spread"}
+_ALIASES = {"time": ("time", "date", "datetime", "timestamp"), "tick_volume": ("tick_volume", "volume"),
+            "real_volume": ("real_volume", "vol"), "symbol": ("symbol",), "timeframe": ("timeframe",),
+            **{c: (c,) for c in ("open", "high", "low", "close", "spread")}}
+_REQUIRED = ("time", "open", "high", "low", "close", "tick_volume")
+Fail = Callable[..., BarValidationError]
+
+
+@dataclass(frozen=True)
+class TextLayout:
+    """What the first line of a delimited text file says: encoding, delimiter and header."""
+
+    encoding: str  # Python codec
+    arrow_encoding: str  # pyarrow.csv ReadOptions encoding
+    delimiter: str
+    header: list[str]
+
+    @property
+    def looks_mt5(self) -> bool:
+        return self.header[0].strip().startswith("<")
+
+    @property
+    def delimiter_hint(self) -> str:
+        line = self.delimiter.join(self.header)
+        for d, name in ((";", "semicolon"), ("|", "pipe")):
+            if len(self.header) == 1 and d in line:
+                return f" (the header is {name}-separated; expected tab or comma)"
+        return ""
+
+
+def sniff_text(path: Path, fail: Fail) -> TextLayout:
+    """Detect encoding (BOM, else UTF-16 by NUL bytes, else UTF-8), delimiter and header."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head.startswith(codecs.BOM_UTF8):
+        enc, arrow_enc = "utf-8-sig", "utf8"
+    elif head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        enc = arrow_enc = "utf-16"
+    elif len(head) >= 4 and head[1] == 0 and head[3] == 0 and head[0] != 0:
+        enc = arrow_enc = "utf-16-le"
+    elif len(head) >= 4 and head[0] == 0 and head[2] == 0 and head[1] != 0:
+        enc = arrow_enc = "utf-16-be"
+    else:
+        enc, arrow_enc = "utf-8", "utf8"
+    try:
+        text = codecs.getincrementaldecoder(enc)().decode(head, final=len(head) < 1 << 16)
+    except UnicodeDecodeError as exc:
+        raise fail("invalid encoding", f"not {enc}: {exc.reason}") from exc
+    if not text.strip():
+        raise fail("empty file", "no header and no data")
+    if "\n" not in text and len(head) == 1 << 16:
+        raise fail("unreadable file", "first line longer than 64 KiB")
+    line = text.splitlines()[0]
+    if not line.strip():
+        raise fail("missing header", "the first line is blank")
+    delimiter = "\t" if "\t" in line else ","
+    return TextLayout(enc, arrow_enc, delimiter, next(csv.reader([line], delimiter=delimiter)))
+
+
+def first_bad_row(path: Path, layout: TextLayout) -> tuple[int | None, int]:
+    """Error path only: the first data row whose field count differs from the header's."""
+    with open(path, encoding=layout.encoding, newline="") as fh:
+        rows = csv.reader(fh, delimiter=layout.delimiter)
+        next(rows, None)
+        n = 0
+        for fields in rows:
+            if fields:
+                n += 1
+                if len(fields) != len(layout.header):
+                    return n, len(fields)
+    return None, 0
+
+
+def _missing(fail: Fail, names: list[str], header: list[str], hint: str) -> BarValidationError:
+    found = ", ".join(repr(h) for h in header)
+    return fail(f"missing column {names[0]}", f"missing {', '.join(names)}; columns found: {found}{hint}")
+
+
+def resolve_mt5(layout: TextLayout, timeframe: str, fail: Fail) -> dict[str, int | tuple[int, ...]]:
+    """Canonical name -> column index for an MT5 export; ``<TIME>`` is optional for D1/W1 only."""
+    index = {h.strip().upper(): i for i, h in enumerate(layout.header)}
+    need = [c for c in _MT5 if c != "<TIME>" or timeframe not in ("D1", "W1")]
+    missing = [c for c in need if c not in index]
+    if missing:
+        raise _missing(fail, missing, layout.header, layout.delimiter_hint)
+    cols: dict[str, int | tuple[int, ...]] = {_MT5[c]: index[c] for c in need if c not in ("<DATE>", "<TIME>")}
+    cols["time"] = (index["<DATE>"], index["<TIME>"]) if "<TIME>" in index else index["<DATE>"]
+    return cols
+
+
+def resolve_table(header: list[str], mapping: dict[str, str] | None, symbol: str | None, fail: Fail,
+                  hint: str) -> dict[str, int | tuple[int, ...]]:
+    """Canonical name -> column index (or (date, time) pair) for a generic table."""
+    lower = [h.strip().lower() for h in header]
+    cols: dict[str, int | tuple[int, ...]] = {}
+    for name, src in (mapping or {}).items():
+        if name not in _ALIASES:
+            raise ConfigError(f"mapping key {name!r} is not a bar column; expected one of {', '.join(_ALIASES)}")
+        hits = [i for i, h in enumerate(header) if h == src] or [i for i, h in enumerate(lower) if h == src.lower()]
+        if not hits:
+            raise _missing(fail, [src], header, hint)
+        cols[name] = hits[0]
+    mapped = set((mapping or {}).values())
+    for name, aliases in _ALIASES.items():
+        if name in cols:
+            continue
+        hits = [i for i, h in enumerate(lower) if h in aliases and header[i] not in mapped]
+        if name == "time" and {"date", "time"} <= {lower[i] for i in hits} and len(hits) == 2:
+            cols[name] = (lower.index("date"), lower.index("time"))
+        elif len(hits) > 1:
+            raise fail(f"ambiguous column {name}", f"{', '.join(header[i] for i in hits)} all match; pass mapping=")
+        elif hits:
+            cols[name] = hits[0]
+        elif name == "time" and lower and lower[0] in ("", "unnamed: 0", "index"):
+            cols[name] = 0  # a pandas index written by to_csv()
+    missing = [c for c in _REQUIRED if c not in cols]
+    if missing:
+        raise _missing(fail, missing, header, hint)
+    if "symbol" not in cols and symbol is None:
+        raise fail("missing column symbol", "the file has no symbol column; pass symbol=...")
+    return cols
+
+
+def _zone(server_tz: str) -> str:
+    try:
+        ZoneInfo(server_tz)
+    except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(f"unknown server_tz {server_tz!r}: expected an IANA zone such as "
+                          "'Europe/Athens' or 'Etc/GMT-2'") from exc
+    return server_tz
+
+
+class _Ctx:
+    """What one file's batches share: names, arguments and the naive/aware state of its times."""
+
+    def __init__(self, path: Path, symbol: str | None, timeframe: str, server_tz: str):
+        self.source, self.symbol, self.server_tz = path.name, symbol, _zone(server_tz)
+        try:
+            self.timeframe = check_timeframe(timeframe)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.aware: bool | None = None
+        self.offset = 0
+
+    def fail(self, rule: str, detail: str = "", row: int | None = None) -> BarValidationError:
+        return BarValidationError(self.source, row, rule, detail)
+
+
+def _first(mask: pl.Series) -> int | None:
+    idx = mask.fill_null(False).arg_true()
+    return None if idx.is_empty() else int(idx[0])
+
+
+def _numeric(s: pl.Series, name: str, integer: bool, ctx: _Ctx, rows: pl.Series) -> pl.Series:
+    """Parse one numeric column; the first unparseable value is an error naming its row."""
+    if s.dtype == pl.String:
+        txt = s.str.strip_chars()
+        present = txt.is_not_null() & (txt != "")
+    elif s.dtype.is_numeric() or s.dtype == pl.Null:
+        txt, present = s, s.is_not_null()
+    else:
+        raise ctx.fail(f"non-numeric {name}", f"column has type {s.dtype}", int(rows[0]))
+    f = txt.cast(pl.Float64, strict=False)
+    if integer:
+        exact = txt.cast(pl.Int64, strict=False)
+        whole = f.is_finite() & (f == f.round())
+        out = exact.fill_null(pl.select(pl.when(whole).then(f)).to_series().cast(pl.Int64, strict=False))
+    else:
+        out = f
+    bad = _first(present & out.is_null())
+    if bad is not None:
+        raise ctx.fail(f"non-numeric {name}", f"value {s[bad]!r}", int(rows[bad]))
+    return out.alias(name)
+
+
+def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] = ()) -> pl.Series:
+    """Strings, dates, datetimes or epoch seconds to a Datetime (naive or UTC), errors by row."""
+    if s.dtype == pl.String:
+        txt = s.str.strip_chars()
+        aware = txt.str.contains(_AWARE)
+        state = ctx.aware if ctx.aware is not None else bool(aware[0])
+        bad = _first(aware != state)
+        if bad is not None:
+            raise ctx.fail("mixed naive and tz-aware times", f"value {s[bad]!r}", int(rows[bad]))
+        out = None
+        for fmt in fmts or (None,):
+            got = txt.str.to_datetime(fmt, strict=False, time_unit="us")
+            out = got if out is None else out.fill_null(got)
+    elif isinstance(s.dtype, pl.Datetime):
+        out = s.dt.cast_time_unit("us")
+    elif s.dtype == pl.Date:
+        out = s.cast(pl.Datetime("us"))
+    elif s.dtype.is_integer():
+        out = pl.from_epoch(s, time_unit="s").dt.cast_time_unit("us")
+    else:
+        raise ctx.fail("invalid time", f"column has type {s.dtype}", int(rows[0]))
+    bad = _first(out.is_null())
+    if bad is not None:
+        raise ctx.fail("invalid time", f"value {s[bad]!r}", int(rows[bad]))
+    is_aware = out.dtype.time_zone is not None
+    if ctx.aware is not None and is_aware != ctx.aware:
+        raise ctx.fail("mixed naive and tz-aware times", f"value {s[0]!r}", int(rows[0]))
+    ctx.aware = is_aware
+    return out
+
+
+def _to_utc(t: pl.Series, ctx: _Ctx, rows: pl.Series, raw: pl.Series) -> pl.Series:
+    """Localize naive times with ``server_tz`` (DST gaps and overlaps are errors), then to UTC."""
+    if t.dtype.time_zone is not None:
+        return t.dt.convert_time_zone("UTC")
+    if ctx.timeframe in ("D1", "W1") or ctx.server_tz == "UTC":
+        return t.dt.replace_time_zone("UTC")
+    loose = t.dt.replace_time_zone(ctx.server_tz, ambiguous="earliest", non_existent="null")
+    strict = t.dt.replace_time_zone(ctx.server_tz, ambiguous="null", non_existent="null")
+    bad = _first(strict.is_null())
+    if bad is not None:
+        kind = "non-existent" if loose[bad] is None else "ambiguous"
+        why = "skipped when clocks go forward" if kind == "non-existent" else "occurs twice (DST ends)"
+        raise ctx.fail(f"{kind} local time in server_tz", f"{raw[bad]!r} {why} in {ctx.server_tz}",
+                       int(rows[bad]))
+    return strict.dt.convert_time_zone("UTC")
+
+
+def _canonical(raw: pl.DataFrame, cols: dict[str, str | tuple[str, ...]], ctx: _Ctx,
+               fmts: tuple[str, ...] = ()) -> pl.DataFrame:
+    """One batch of source columns (``cols``: canonical name -> source column) to canonical bars."""
+    n = raw.height
+    rows = pl.int_range(ctx.offset + 1, ctx.offset + n + 1, dtype=pl.Int64, eager=True)
+    out: dict[str, pl.Series] = {}
+    src = cols["time"]
+    if isinstance(src, tuple):  # separate date and time-of-day columns
+        time_raw = pl.select(pl.concat_str([raw[c].cast(pl.String) for c in src], separator=" ")).to_series()
+    else:
+        time_raw = raw[src]
+    out["time"] = _to_utc(_parse_time(time_raw, ctx, rows, fmts), ctx, rows, time_raw)
+    for name, integer in _NUMERIC.items():
+        if name in cols:
+            out[name] = _numeric(raw[cols[name]], name, integer, ctx, rows)
+        else:
+            out[name] = pl.Series(name, [0 if name == "real_volume" else None] * n, pl.Int64)
+    if "symbol" in cols:
+        sym = raw[cols["symbol"]].cast(pl.String)
+        bad = None if ctx.symbol is None else _first(sym != ctx.symbol)
+        if bad is not None:
+            raise ctx.fail("symbol mismatch", f"{sym[bad]!r} in a file read as {ctx.symbol!r}", int(rows[bad]))
+        out["symbol"] = sym
+    else:
+        out["symbol"] = pl.Series([ctx.symbol] * n, dtype=pl.String)
+    if "timeframe" in cols:
+        tf = raw[cols["timeframe"]].cast(pl.String).str.strip_chars().str.to_uppercase()
+        bad = _first(tf != ctx.timeframe)
+        if bad is not None:
+            raise ctx.fail("timeframe mismatch", f"{tf[bad]!r} in a file read as {ctx.timeframe}",
+                           int(rows[bad]))
+    out["timeframe"] = pl.Series([ctx.timeframe] * n, dtype=pl.String)
+    ctx.offset += n
+    frame = pl.DataFrame([out[c].alias(c) for c in BAR_SCHEMA]).cast(BAR_SCHEMA)
+    return frame.with_columns(source_row=rows)
+
+
+def _csv_batches(path: Path, layout: TextLayout, ctx: _Ctx, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """Stream a delimited text file as string columns ``c0..cN`` in batches of ``batch_rows``."""
+    names = [f"c{i}" for i in range(len(layout.header))]
+    invalid: list[int] = []
+
+    def on_invalid(row) -> str:
+        invalid.append(row.actual_columns)
+        return "skip"
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, encoding=layout.arrow_encoding,
+                                       block_size=min(max(batch_rows * 64, 1 << 20), 1 << 26)),
+        parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names}),
+    )
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in reader:
+        if invalid:
+            break
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= batch_rows:
+            table = pa.Table.from_batches(pending)
+            yield pl.from_arrow(table.slice(0, batch_rows))
+            rest = table.slice(batch_rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if invalid:
+        row, got = first_bad_row(path, layout)
+        raise ctx.fail("truncated row" if got < len(names) else "too many fields",
+                       f"{got} fields, expected {len(names)}", row)
+    if count:
+        yield pl.from_arrow(pa.Table.from_batches(pending))
+
+
+def iter_bars(path: PathLike, *, symbol: str | None = None, timeframe: str, format: str = "auto",
+              server_tz: str = "UTC", mapping: dict[str, str] | None = None,
+              batch_rows: int = 500_000) -> Iterator[pl.DataFrame]:
+    """Yield canonical bars (plus ``source_row``) from ``path`` in batches of ``batch_rows`` rows.
+
+    Memory stays bounded by the batch size, so multi-GB exports stream. ``format`` is ``auto``
+    (Parquet by suffix, MT5 export by its ``<DATE>`` header, else CSV), ``mt5``, ``csv`` or
+    ``parquet``. See :func:`read_table` for ``mapping``.
+    """
+    path = Path(path)
+    if format not in FORMATS:
+        raise ConfigError(f"unknown format {format!r}; expected one of {', '.join(FORMATS)}")
+    if batch_rows < 1:
+        raise ConfigError(f"batch_rows must be positive, got {batch_rows}")
+    ctx = _Ctx(path, symbol, timeframe, server_tz)  # argument errors surface here, not on first next()
+    return _stream(path, ctx, format, mapping, batch_rows)
+
+
+def _stream(path: Path, ctx: _Ctx, format: str, mapping: dict[str, str] | None,
+            batch_rows: int) -> Iterator[pl.DataFrame]:
+    """The generator behind :func:`iter_bars`: wraps every foreign error into an mt5lab error."""
+    try:
+        if format == "parquet" or (format == "auto" and path.suffix.lower() in (".parquet", ".pq")):
+            batches = _parquet(path, ctx, mapping, batch_rows)
+        else:
+            batches = _text(path, ctx, format, mapping, batch_rows)
+        yield from batches
+    except Mt5LabError:
+        raise
+    except FileNotFoundError as exc:
+        raise ctx.fail("cannot open file", str(exc.strerror or exc)) from exc
+    except (UnicodeError, pa.ArrowInvalid) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        rule = "invalid encoding" if "utf" in msg.lower() or isinstance(exc, UnicodeError) else "unreadable file"
+        raise ctx.fail(rule, msg) from exc
+    except (OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
+        raise ctx.fail("unreadable file", str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+    if ctx.offset == 0:
+        raise ctx.fail("no data rows", "the file has a header but no bars")
+
+
+def _text(path: Path, ctx: _Ctx, format: str, mapping: dict[str, str] | None,
+          batch_rows: int) -> Iterator[pl.DataFrame]:
+    layout = sniff_text(path, ctx.fail)
+    mt5 = format == "mt5" or (format == "auto" and layout.looks_mt5)
+    if mt5:
+        if ctx.symbol is None:
+            raise ConfigError(f"{ctx.source}: an MT5 export has no symbol column; pass symbol=...")
+        cols = resolve_mt5(layout, ctx.timeframe, ctx.fail)
+        fmts = ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M") if isinstance(cols["time"], tuple) else ("%Y.%m.%d",)
+    else:
+        cols, fmts = resolve_table(layout.header, mapping, ctx.symbol, ctx.fail, layout.delimiter_hint), ()
+    named = {k: (tuple(f"c{i}" for i in v) if isinstance(v, tuple) else f"c{v}") for k, v in cols.items()}
+    for raw in _csv_batches(path, layout, ctx, batch_rows):
+        yield _canonical(raw, named, ctx, fmts)
+
+
+def _parquet(path: Path, ctx: _Ctx, mapping: dict[str, str] | None,
+             batch_rows: int) -> Iterator[pl.DataFrame]:
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+    pf = pq.ParquetFile(path)
+    header = list(pf.schema_arrow.names)
+    cols = resolve_table(header, mapping, ctx.symbol, ctx.fail, "")
+    named = {k: (tuple(header[i] for i in v) if isinstance(v, tuple) else header[v]) for k, v in cols.items()}
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        frame = pl.from_arrow(batch)
+        if frame.height:
+            yield _canonical(frame, named, ctx)
+
+
+def read_bars(path: PathLike, *, symbol: str | None = None, timeframe: str, format: str = "auto",
+              server_tz: str = "UTC", mapping: dict[str, str] | None = None) -> pl.DataFrame:
+    """Read a whole bar file into one canonical frame (with ``source_row``); see :func:`iter_bars`."""
+    return pl.concat(list(iter_bars(path, symbol=symbol, timeframe=timeframe, format=format,
+                                    server_tz=server_tz, mapping=mapping)), rechunk=True)
+
+
+def read_mt5_export(path: PathLike, *, symbol: str, timeframe: str, server_tz: str = "UTC") -> pl.DataFrame:
+    """Read a MetaTrader 5 terminal history export (``<DATE> <TIME> <OPEN> ...``, tab-separated).
+
+    UTF-8, UTF-8 with BOM and UTF-16 (BOM) with LF or CRLF. D1/W1 files have no ``<TIME>`` column.
+    ``<TICKVOL>`` is ``tick_volume``, ``<VOL>`` is ``real_volume``, ``<SPREAD>`` is ``spread``.
+    """
+    return read_bars(path, symbol=symbol, timeframe=timeframe, format="mt5", server_tz=server_tz)
+
+
+def read_table(path: PathLike, *, symbol: str | None = None, timeframe: str, server_tz: str = "UTC",
+               mapping: dict[str, str] | None = None) -> pl.DataFrame:
+    """Read a generic CSV or Parquet bar table (chosen by suffix).
+
+    ``mapping`` maps canonical names to source columns, e.g. ``{"time": "Date", "close": "Close"}``.
+    Unmapped columns match canonical names case-insensitively, or an alias: ``date``, ``datetime``,
+    ``timestamp`` -> time; ``volume`` -> tick_volume; ``vol`` -> real_volume. Separate ``date`` and
+    ``time`` columns are joined. A ``symbol`` column is used if present, else ``symbol`` is required.
+    """
+    fmt = "parquet" if Path(path).suffix.lower() in (".parquet", ".pq") else "csv"
+    return read_bars(path, symbol=symbol, timeframe=timeframe, format=fmt, server_tz=server_tz,
+                     mapping=mapping)

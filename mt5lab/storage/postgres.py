@@ -1,0 +1,300 @@
+"""The team offline store: bars and features in PostgreSQL (TimescaleDB where available).
+
+Layout and migration: :mod:`mt5lab.storage.pg_schema`. Bulk paths: :mod:`mt5lab.storage.pg_copy`.
+
+Writes: the frame is COPYed (binary) into a temporary staging table, then one
+``INSERT ... ON CONFLICT (symbol, time) DO UPDATE ... WHERE ROW(stored) IS DISTINCT FROM
+ROW(new)`` moves it into place. Every timeframe of a call runs in ONE transaction, so a failure
+anywhere stores nothing. Unchanged rows are not touched at all, so a feature row keeps its
+``created_timestamp`` unless a value changed (the semantics of ``merge_upsert``). Symbols are
+values bound as data (COPY, parameters), never SQL text: ``x'); DROP TABLE ...`` is just a symbol.
+
+Reads: ``COPY (SELECT ...) TO STDOUT`` parsed by polars; no row-by-row fetch.
+
+Connection settings come from the profile's ``offline_store`` section; the password is kept in
+this object only, never in its repr, messages or logs.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from mt5lab.bars import BAR_SCHEMA
+from mt5lab.catalog import TIMEFRAMES, check_timeframe
+from mt5lab.errors import ConfigError, StoreError
+from mt5lab.redact import redact
+from mt5lab.storage.base import OfflineStore, WriteResult, feature_schema
+from mt5lab.storage.pg_copy import copy_in, copy_out, select_list
+from mt5lab.storage.pg_schema import (
+    LOCK_CLASS,
+    LOCK_REGISTRY,
+    LOCK_WRITER,
+    Migration,
+    bars_table,
+    features_table,
+    features_table_name,
+    migrate,
+)
+
+_KEY = ("symbol", "time")
+_STAGE = sql.Identifier("mt5lab_stage")
+_MIGRATED: dict[tuple, Migration] = {}
+_HELD: dict[tuple, int] = {}  # (server, thread) -> depth of lock() held by this process
+_HELD_GUARD = threading.Lock()
+
+
+def _reason(exc: BaseException) -> str:
+    """The server's one-line reason, without libpq's connection preamble or any secret."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    if "failed:" in text and "connection" in text:
+        text = text.rsplit("failed:", 1)[1].strip()
+    text = " ".join(text.replace("FATAL:", "").split())
+    return redact(text)
+
+
+class PostgresStore(OfflineStore):
+    profile = "postgres"
+
+    def __init__(self, host: str, port: int, database: str, user: str, password: str = "",
+                 sslmode: str = "prefer"):
+        self.host, self.port, self.database, self.user = host, int(port), database, user
+        self.sslmode = sslmode
+        self.__password = password
+        self._conn: psycopg.Connection | None = None
+
+    @classmethod
+    def from_profile(cls, profile) -> PostgresStore:
+        off = profile.setting("offline_store", default={}) or {}
+        missing = [k for k in ("host", "port", "database", "user") if not str(off.get(k) or "")]
+        if missing:
+            raise ConfigError(f"profile {profile.name!r}: offline_store lacks {', '.join(missing)}")
+        return cls(host=str(off["host"]), port=int(off["port"]), database=str(off["database"]),
+                   user=str(off["user"]), password=str(off.get("password") or ""),
+                   sslmode=str(off.get("sslmode") or "prefer"))
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.host}:{self.port}/{self.database}, user={self.user!r})"
+
+    @property
+    def where(self) -> str:
+        return f"PostgreSQL at {self.host}:{self.port} (user {self.user!r}, database {self.database!r})"
+
+    # -- connections -------------------------------------------------------------------------
+    def connect(self) -> psycopg.Connection:
+        """A new autocommit connection (session time zone UTC). Errors name server and user only."""
+        try:
+            return psycopg.connect(host=self.host, port=self.port, dbname=self.database, user=self.user,
+                                   password=self.__password, sslmode=self.sslmode, autocommit=True,
+                                   connect_timeout=10, application_name="mt5lab",
+                                   options="-c TimeZone=UTC -c temp_buffers=128MB")
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: {_reason(exc)}") from None
+
+    @property
+    def _db(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.connect()
+            if self._server not in _MIGRATED:
+                self.migrate()
+        return self._conn
+
+    @property
+    def _server(self) -> tuple:
+        return (self.host, self.port, self.database)
+
+    def migrate(self) -> Migration:
+        """Create whatever is missing (safe to run twice and concurrently); see pg_schema."""
+        conn = self._conn if self._conn is not None and not self._conn.closed else self.connect()
+        self._conn = conn
+        try:
+            _MIGRATED[self._server] = migrate(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: schema migration failed: {_reason(exc)}") from None
+        return _MIGRATED[self._server]
+
+    @property
+    def timescale(self) -> bool:
+        """Whether the tables are TimescaleDB hypertables (decided by the migration)."""
+        self._db  # noqa: B018 - connects and migrates once
+        return _MIGRATED[self._server].timescale
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @contextmanager
+    def _advisory(self, objid: int):
+        conn = self.connect()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, objid))
+            yield
+        finally:
+            conn.close()  # ending the session releases its advisory locks
+
+    @contextmanager
+    def lock(self):
+        """The writer lock (``pg_advisory_lock`` on a dedicated connection), re-entrant per thread."""
+        key = (*self._server, threading.get_ident())
+        with _HELD_GUARD:
+            depth = _HELD.get(key, 0)
+            if depth:
+                _HELD[key] = depth + 1
+        if depth:
+            try:
+                yield
+            finally:
+                with _HELD_GUARD:
+                    _HELD[key] -= 1
+            return
+        with self._advisory(LOCK_WRITER):
+            _HELD[key] = 1
+            try:
+                yield
+            finally:
+                with _HELD_GUARD:
+                    del _HELD[key]
+
+    def registry_lock(self):
+        """Serializes Feast SQL-registry bootstrap (table creation) across processes."""
+        return self._advisory(LOCK_REGISTRY)
+
+    @contextmanager
+    def _write(self):
+        try:
+            with self._db.transaction(), self._db.cursor() as cur:
+                yield cur
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: write rolled back, nothing stored: {_reason(exc)}") from None
+
+    # -- writes ------------------------------------------------------------------------------
+    @staticmethod
+    def _check_unique(frame: pl.DataFrame, key: list[str], what: str) -> None:
+        dup = frame.filter(frame.select(key).is_duplicated())
+        if dup.height:
+            row = dup.row(0, named=True)
+            raise StoreError(f"{what}: duplicate key {', '.join(f'{k}={row[k]}' for k in key)}; "
+                             f"nothing stored")
+
+    def _upsert(self, cur, table: sql.Identifier, frame: pl.DataFrame, keep: str | None = None) -> WriteResult:
+        cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_STAGE))
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(_STAGE, table))
+        copy_in(cur, _STAGE, frame)
+        cur.execute(sql.SQL("ANALYZE {}").format(_STAGE))
+        cur.execute(sql.SQL("SELECT count(*) FROM {} s JOIN {} t USING (symbol, time)").format(_STAGE, table))
+        existing = cur.fetchone()[0]
+        cols = frame.columns
+        values = [c for c in cols if c not in _KEY]
+        compared = [c for c in values if c != keep]
+        ident = sql.Identifier
+        cur.execute(sql.SQL(
+            "INSERT INTO {t} AS t ({cols}) SELECT {cols} FROM {s} "
+            "ON CONFLICT (symbol, time) DO UPDATE SET {sets} "
+            "WHERE ROW({old}) IS DISTINCT FROM ROW({new})").format(
+            t=table, s=_STAGE, cols=sql.SQL(", ").join(map(ident, cols)),
+            sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(c)) for c in values),
+            old=sql.SQL(", ").join(sql.SQL("t.{}").format(ident(c)) for c in compared),
+            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in compared)))
+        changed = cur.rowcount
+        cur.execute(sql.SQL("DROP TABLE {}").format(_STAGE))
+        inserted = frame.height - existing
+        return WriteResult(inserted, changed - inserted, frame.height - changed)
+
+    def write_bars(self, bars: pl.DataFrame) -> WriteResult:
+        bars = bars.select(list(BAR_SCHEMA))
+        self._check_unique(bars, ["symbol", "timeframe", "time"], "bars")
+        total = WriteResult(0, 0, 0)
+        with self._write() as cur:
+            for (tf,), part in sorted(bars.partition_by("timeframe", as_dict=True).items()):
+                r = self._upsert(cur, bars_table(tf), part.drop("timeframe"))
+                total = WriteResult(total.inserted + r.inserted, total.updated + r.updated,
+                                    total.unchanged + r.unchanged)
+        return total
+
+    def write_features(self, timeframe: str, features: pl.DataFrame) -> WriteResult:
+        frame = features.select(list(feature_schema()))
+        self._check_unique(frame, list(_KEY), f"features {check_timeframe(timeframe)}")
+        with self._write() as cur:
+            return self._upsert(cur, features_table(timeframe), frame, keep="created_timestamp")
+
+    # -- reads -------------------------------------------------------------------------------
+    def _read(self, table, schema: dict, tcol: str, symbols, start, end, end_inclusive: bool,
+              order: sql.Composable, distinct: bool = False) -> pl.DataFrame:
+        where, params = [sql.SQL("TRUE")], {}
+        if symbols is not None:
+            where.append(sql.SQL("symbol = ANY(%(symbols)s)"))
+            params["symbols"] = [str(s) for s in symbols]
+        if start is not None:
+            where.append(sql.SQL("{} >= %(start)s").format(sql.Identifier(tcol)))
+            params["start"] = start
+        if end is not None:
+            op = "<=" if end_inclusive else "<"
+            where.append(sql.SQL("{} " + op + " %(end)s").format(sql.Identifier(tcol)))
+            params["end"] = end
+        query = sql.SQL("SELECT {distinct}{cols} FROM {t} WHERE {w} ORDER BY {o}").format(
+            distinct=sql.SQL("DISTINCT ON (symbol) " if distinct else ""), cols=select_list(schema),
+            t=table, w=sql.SQL(" AND ").join(where), o=order)
+        try:
+            with self._db.cursor() as cur:
+                return copy_out(cur, query, params, schema)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: read failed: {_reason(exc)}") from None
+
+    def read_bars(self, timeframe: str, symbols: list[str] | None = None,
+                  start: datetime | None = None, end: datetime | None = None) -> pl.DataFrame:
+        tf = check_timeframe(timeframe)
+        schema = {c: t for c, t in BAR_SCHEMA.items() if c != "timeframe"}
+        frame = self._read(bars_table(tf), schema, "time", symbols, start, end, False,
+                           sql.SQL("symbol, time"))
+        return frame.with_columns(pl.lit(tf, pl.String).alias("timeframe")).select(list(BAR_SCHEMA))
+
+    def read_features(self, timeframe, symbols=None, start=None, end=None, columns=None):
+        schema = feature_schema()
+        if columns:
+            unknown = [c for c in columns if c not in schema]
+            if unknown:
+                raise ValueError(f"unknown feature columns: {', '.join(unknown)}")
+        frame = self._read(features_table(timeframe), schema, "event_timestamp", symbols, start, end,
+                           True, sql.SQL("symbol, event_timestamp"))
+        return frame.select(columns) if columns else frame
+
+    def latest_features(self, timeframe, symbols=None) -> pl.DataFrame:
+        return self._read(features_table(timeframe), feature_schema(), "event_timestamp", symbols,
+                          None, None, True,
+                          sql.SQL("symbol, event_timestamp DESC, created_timestamp DESC"), distinct=True)
+
+    def _nonempty(self, table) -> bool:
+        return self._db.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table)).fetchone()[0]
+
+    def timeframes(self) -> list[str]:
+        return sorted(tf for tf in TIMEFRAMES if self._nonempty(bars_table(tf)))
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for kind, table in (("bars", bars_table), ("features", features_table)):
+            for tf in TIMEFRAMES:
+                n = self._db.execute(sql.SQL("SELECT count(*) FROM {}").format(table(tf))).fetchone()[0]
+                if n:
+                    out[f"{kind}_{tf.lower()}"] = n
+        return dict(sorted(out.items()))
+
+    def feast_source(self, timeframe: str):
+        from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import (
+            PostgreSQLSource,
+        )
+
+        tf = check_timeframe(timeframe)
+        return PostgreSQLSource(
+            name=f"features_{tf.lower()}",
+            table=features_table_name(tf),
+            timestamp_field="event_timestamp",
+            created_timestamp_column="created_timestamp",
+            description=f"mt5lab {tf} feature rows (PostgreSQL), one per closed bar.",
+        )
