@@ -138,7 +138,7 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
     batches = _batches(selection, raw)
     for feats in bar(batches, f"training set {tf}", "batch", progress and len(batches) > 1):
         names = [f.name for f in feats]
-        cols = store.read_features(tf, symbols, start, end, columns=[_T, *names])
+        cols = store.read_features(tf, symbols, start, end, columns=[_SYM, _T, *names])
         got = cols[_T].gather(idx).dt.cast_time_unit("us") if cols.height == raw else None
         if got is None or not ((got == fts) | (got.is_null() & fts.is_null())).fill_null(False).all():
             raise StoreError("the offline store changed between reads of one training set (rows moved); "
