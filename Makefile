@@ -29,6 +29,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check mt5lab tests benchmarks feature_repo
 	$(BIN)/python -m pytest
+	MPLBACKEND=Agg TQDM_DISABLE=1 JUPYTER_PATH="$(CURDIR)/$(VENV)/share/jupyter" MT5LAB_NB_OUT="$$(mktemp -d)" \
+	  $(BIN)/python -m pytest --nbval-lax notebooks/
 
 lint: $(STAMP)
 	$(BIN)/ruff check mt5lab tests benchmarks feature_repo

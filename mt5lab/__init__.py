@@ -7,15 +7,20 @@ Public API (names later code and users depend on):
 - :func:`update` - incremental update: new bars -> features -> offline + online, one step.
 - :func:`online_features` / :class:`OnlineReader` - fast online reads with event timestamps
   and status (fresh, expired, future, missing); :func:`freshness` - staleness per view/symbol.
+- :func:`training_set` - point-in-time training sets (Feast semantics, polars speed);
+  :func:`save_training_set` - Parquet plus manifest; :mod:`mt5lab.splits` - purged splits.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mt5lab import _warnings  # noqa: F401  (first: silences tqdm's notebook warning)
 from mt5lab.compute import compute_features
 from mt5lab.freshness import freshness
+from mt5lab.manifest import save_training_set
 from mt5lab.online_reader import OnlineReader, online_features
+from mt5lab.training import training_set
 from mt5lab.update import update
 
 try:
@@ -23,4 +28,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["OnlineReader", "__version__", "compute_features", "freshness", "online_features", "update"]
+__all__ = ["OnlineReader", "__version__", "compute_features", "freshness", "online_features",
+           "save_training_set", "training_set", "update"]

@@ -95,7 +95,12 @@ def _week_anchor(calendar: str) -> datetime:
 
 
 def expected_bar_opens(start: datetime, end: datetime, timeframe: str, calendar: str) -> pl.Series:
-    """Bar open times (UTC) a complete series of ``timeframe`` has in ``[start, end]``."""
+    """Bar open times (UTC) a complete series of ``timeframe`` has in ``[start, end]``.
+
+    fx intraday: every open inside trading hours; D1 (fx, equity): Monday..Friday midnights; W1:
+    Sundays on fx, Mondays otherwise; equity intraday: every slot of Monday..Friday (no session
+    hours, which is why :func:`find_gaps` judges intraday equity by whole days); 24x7: every slot.
+    """
     start, end = _utc(start, "start"), _utc(end, "end")
     tf, cal = check_timeframe(timeframe), check_calendar(calendar)
     if tf == "W1":

@@ -38,6 +38,10 @@ def common(fn):
         except Mt5LabError as exc:
             _fail(exc, verbose, exc.exit_code)
         except Exception as exc:
+            from mt5lab.service_errors import translate
+
+            if (err := translate(exc, profile)) is not None:  # Redis/PostgreSQL auth, connection
+                _fail(err, verbose, err.exit_code)
             _fail(exc, verbose, 1, prefix=f"{type(exc).__name__}: ")
 
     return wrapper
@@ -185,6 +189,32 @@ def demo(profile):
     run_demo(profile, echo=click.echo)
 
 
+@cli.command("training-set")
+@click.option("--entities", type=click.Path(dir_okay=False), help="Parquet/CSV with symbol, event_timestamp (tz-aware).")
+@click.option("--symbols", help="Instead of --entities: comma-separated symbols; rows at their bar closes.")
+@click.option("--start", help="With --symbols: first decision time (ISO; no offset means UTC).")
+@click.option("--end", help="With --symbols: last decision time (ISO; no offset means UTC).")
+@click.option("--timeframe", type=_TF, default=DEFAULT_TIMEFRAME, show_default=True, help="Feature timeframe.")
+@click.option("--every", default=1, show_default=True, type=int, help="With --symbols: every N-th bar close.")
+@click.option("--features", multiple=True, help="Feature service (default mt5_v1) or view:feature refs.")
+@click.option("--label", "labels", multiple=True, help="Label, e.g. fwd_return_5 or fwd_direction_5.")
+@click.option("--full-feature-names", is_flag=True, help="Name columns view__feature (Feast's option).")
+@click.option("--saved-dataset", help="Also register a Feast SavedDataset of this name (local profile).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output FILE.parquet.")
+@common
+def training_set(entities, symbols, start, end, timeframe, every, features, labels, full_feature_names,
+                 saved_dataset, out, profile):
+    """Point-in-time training set (Feast semantics) to Parquet plus a manifest."""
+    from mt5lab.training_io import run
+
+    man = run(entities=entities, symbols=symbols, start=start, end=end, timeframe=timeframe.upper(),
+              every=every, features=features, labels=labels, out=out, full_feature_names=full_feature_names,
+              profile=profile, saved_dataset=saved_dataset)
+    click.echo(f"{out}: {man['rows']['total']} rows, {len(man['features'])} features, "
+               f"{len(man['labels'])} labels, {man['rows']['all_features_null']} rows without features; "
+               f"{man['content_hash']}")
+
+
 # -- hot path: update, serve, check freshness (mt5lab.update, mt5lab.serve, mt5lab.freshness) ------
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
@@ -216,13 +246,16 @@ def update(paths, symbol, timeframe, fmt, server_tz, calendar, offline_only, pro
 @click.option("--port", default=6566, type=int, show_default=True)
 @click.option("--timeframe", type=_TF, default=DEFAULT_TIMEFRAME, show_default=True,
               help="Timeframe (Feast project) to serve.")
-@click.option("--workers", default=1, type=int, show_default=True, help="gunicorn worker processes.")
+@click.option("--workers", default=2, type=int, show_default=True, help="gunicorn worker processes.")
+@click.option("--feast-handler", is_flag=True,
+              help="Answer /get-online-features with Feast's own handler (slower, ignores ttl).")
 @common
-def serve(host, port, timeframe, workers, profile):
+def serve(host, port, timeframe, workers, feast_handler, profile):
     """Run Feast's HTTP feature server (/get-online-features, /health) on the profile's config."""
     from mt5lab.serve import serve as run
 
-    run(profile, host=host, port=port, timeframe=timeframe.upper(), workers=workers, echo=click.echo)
+    run(profile, host=host, port=port, timeframe=timeframe.upper(), workers=workers,
+        feast_handler=feast_handler, echo=click.echo)
 
 
 @cli.group()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from mt5lab.build import build
+from mt5lab.catalog import FEATURE_NAMES
 from mt5lab.config import data_dir
 from mt5lab.ingest import load_samples, write
 from mt5lab.materialize import materialize
@@ -52,7 +53,7 @@ def online_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     for tf, df in tables.items():
         for _, row in df.iterrows():
             cols[f"{row['symbol']} {tf}"] = row.drop("symbol")
-    return pd.DataFrame(cols)
+    return pd.DataFrame(cols).reindex(list(FEATURE_NAMES))
 
 
 def save_chart(store, symbol: str = "GOOG") -> Path:

@@ -1,10 +1,12 @@
 """Offline latest -> online store, through Feast's public write path.
 
 Feast's ``materialize`` scans whole windows of the offline store and converts every row. mt5lab
-knows the answer it needs: the latest feature row per symbol. It reads those (``pull latest``),
-compares them with what the online store already holds and writes only the rows that differ, so a
-run with no new bars writes nothing, and a run after the online store lost data heals it. Each
-write also records a Feast materialization interval, so ``feast`` tooling sees the same state.
+knows the answer it needs: the latest feature row per symbol. It reads those (``pull latest``: one
+``DISTINCT ON`` query in PostgreSQL), compares them with what the online store already holds and
+writes only the rows that differ, so a run with no new bars writes nothing ("since last time"), and
+a run after the online store lost data heals it. Writes go through Feast's ``OnlineStore``
+interface (:class:`mt5lab.online_store.OnlineTables`), so Feast reads them back. Each write also
+records a Feast materialization interval, so ``feast`` tooling sees the same state.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import polars as pl
 
-from mt5lab.catalog import FEATURES, VIEWS, check_timeframe
+from mt5lab.catalog import FEATURES, check_timeframe
+from mt5lab.online_store import OnlineTables, to_python
 from mt5lab.progress import bar
 from mt5lab.storage import OfflineStore
 from mt5lab.store import feature_store
@@ -29,21 +31,31 @@ class MaterializeResult:
     latest_event: object
 
 
-def _online_frame(fs, symbols: list[str]) -> pd.DataFrame:
-    service = fs.get_feature_service("mt5_v1")
-    rows = [{"symbol": s} for s in symbols]
-    return fs.get_online_features(features=service, entity_rows=rows).to_df()
+def _online_latest(tables, symbols: list[str]) -> pl.DataFrame:
+    """What the online store holds per symbol: the features and, per view, the event timestamp."""
+    keys = tables.keys(symbols)
+    cols: dict[str, list] = {"symbol": symbols}
+    for i, (fv, feats) in enumerate(tables.views):
+        rows = tables.read_view(i, keys)
+        cols[f"__ts_{fv.name}"] = [ts for ts, _ in rows]
+        for f in feats:
+            cols[f] = [None if vals is None else to_python(vals[f]) for _, vals in rows]
+    schema = {"symbol": pl.String} | {f"__ts_{fv.name}": pl.Datetime("us", "UTC") for fv, _ in tables.views}
+    schema |= {f.name: (pl.Float64 if f.dtype == "Float64" else pl.Int64) for f in FEATURES}
+    return pl.DataFrame(cols, schema={c: schema[c] for c in cols}, strict=False)
 
 
-def _differs(offline: pl.DataFrame, online: pd.DataFrame) -> np.ndarray:
-    """Per symbol: does the online row differ from the offline latest row in any feature?"""
-    on = pl.from_pandas(online).select(["symbol", *[f.name for f in FEATURES]])
-    j = offline.select(["symbol", *[f.name for f in FEATURES]]).join(on, on="symbol", how="left",
-                                                                     suffix="__on")
+def _differs(offline: pl.DataFrame, online: pl.DataFrame) -> np.ndarray:
+    """Per symbol: does the online row differ from the offline latest row (any feature, or any
+    view's event timestamp)?"""
+    ts_cols = [c for c in online.columns if c.startswith("__ts_")]
+    j = offline.select(["symbol", "event_timestamp", *[f.name for f in FEATURES]]).join(
+        online, on="symbol", how="left", suffix="__on")
     diff = np.zeros(j.height, dtype=bool)
-    for f in FEATURES:
-        a = j[f.name]
-        b = j[f"{f.name}__on"].cast(a.dtype, strict=False)
+    pairs = [(f.name, f"{f.name}__on") for f in FEATURES] + [("event_timestamp", c) for c in ts_cols]
+    for a_name, b_name in pairs:
+        a = j[a_name]
+        b = j[b_name].cast(a.dtype, strict=False)
         same = (a == b).fill_null(False) | (a.is_null() & b.is_null())
         diff |= ~same.to_numpy()
     return diff
@@ -63,15 +75,16 @@ def materialize(store: OfflineStore, profile=None, timeframe: str = "D1",
         latest = store.latest_features(tf, symbols)
         if latest.height == 0:
             return MaterializeResult(tf, 0, 0, None)
+        # Feast's own OnlineStore write path (same keys and encodings), without its per-call
+        # registry lookups, and without Redis' "not newer" dedup that would drop a revised bar.
+        tables = OnlineTables(profile, tf)
         todo = latest
         if not full:
-            todo = latest.filter(pl.Series(_differs(latest, _online_frame(fs, latest["symbol"].to_list()))))
+            todo = latest.filter(pl.Series(_differs(latest, _online_latest(tables, latest["symbol"].to_list()))))
         if todo.height:
-            pdf = todo.to_pandas(use_pyarrow_extension_array=False)
-            for v in bar(VIEWS, f"materialize {tf}", "view", progress):
-                cols = ["symbol", "event_timestamp", "created_timestamp", *[f.name for f in v.features]]
-                fs.write_to_online_store(v.name, pdf[cols])
-                fv = fs.get_feature_view(v.name)
+            for chunk in bar(list(todo.iter_slices(5_000)), f"materialize {tf}", "batch", progress):
+                tables.write_latest(chunk)
+            for fv, _ in tables.views:
                 fs.registry.apply_materialization(fv, fs.project, todo["event_timestamp"].min(),
                                                   todo["event_timestamp"].max())
         return MaterializeResult(tf, latest.height, todo.height, latest["event_timestamp"].max())

@@ -28,6 +28,19 @@ from mt5lab.record import Recorder, records_path
 ENV_OUT = "MT5LAB_NB_OUT"
 
 
+def items(text: str) -> list[str]:
+    """A comma-separated parameter as a list: ``"GOOG, EURUSD"`` -> ``["GOOG", "EURUSD"]``."""
+    return [s.strip() for s in str(text).split(",") if s.strip()]
+
+
+def numbers(text: str) -> list[float]:
+    """A comma-separated numeric parameter: ``"0.7,0.15,0.15"`` -> ``[0.7, 0.15, 0.15]``."""
+    try:
+        return [float(s) for s in items(text)]
+    except ValueError:
+        raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 def progress_enabled() -> bool:
     """tqdm bars unless ``TQDM_DISABLE`` is set (CI, papermill runs)."""
     return os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("1", "true", "yes")
@@ -99,6 +112,10 @@ class Session:
         from mt5lab.store import apply
 
         return apply(self.profile, timeframe)
+
+    def apply_each(self, timeframes: list[str]) -> dict:
+        """:meth:`apply` for several timeframes: ``{timeframe: summary}``."""
+        return {tf: self.apply(tf) for tf in timeframes}
 
 
 def _show_png(path: Path) -> None:

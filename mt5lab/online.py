@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mt5lab.catalog import FEATURE_SERVICE
-from mt5lab.store import feature_store
+from mt5lab.catalog import FEATURE_NAMES, FEATURE_SERVICE
+from mt5lab.service_errors import check_online
+from mt5lab.store import feature_store, resolve
 
 
 def online_frame(symbols: list[str], timeframe: str = "D1", profile=None,
                  features: str | list[str] = FEATURE_SERVICE) -> pd.DataFrame:
     """One row per symbol with the service's features, as Feast returns them."""
-    fs = feature_store(profile, timeframe)
+    prof = resolve(profile)
+    check_online(prof)  # a refused password: one clear line now, not retries later
+    fs = feature_store(prof, timeframe)
     feats = fs.get_feature_service(features) if isinstance(features, str) else features
     resp = fs.get_online_features(features=feats, entity_rows=[{"symbol": s} for s in symbols])
-    return resp.to_df()
+    df = resp.to_df()
+    ordered = [c for c in ["symbol", *FEATURE_NAMES] if c in df.columns]
+    return df[ordered + [c for c in df.columns if c not in ordered]]

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from mt5lab.catalog import DEFAULT_TIMEFRAME, FEATURE_SERVICE
+from mt5lab.catalog import BY_NAME, DEFAULT_TIMEFRAME, FEATURE_SERVICE
 from mt5lab.online_store import OnlineTables, to_python
 
 STATUSES = ("fresh", "expired", "future", "missing")
@@ -64,7 +64,9 @@ class OnlineRows:
     def to_df(self) -> pd.DataFrame:
         """One row per symbol: ``symbol``, the features, then per view ``<view>__event_timestamp``
         and ``<view>__status``, and ``status`` (the worst of the views)."""
-        cols: dict[str, list] = {"symbol": self.symbols, **self.values}
+        cols: dict[str, object] = {"symbol": self.symbols}
+        for f, vals in self.values.items():
+            cols[f] = pd.array(vals, dtype="Int64" if BY_NAME[f].dtype == "Int64" else "float64")
         for view, ts in self.event_timestamps.items():
             cols[f"{view}__event_timestamp"] = pd.to_datetime(ts, utc=True)
             cols[f"{view}__status"] = self.status[view]

@@ -22,6 +22,7 @@ import polars as pl
 
 from mt5lab.catalog import BY_NAME, DEFAULT_TIMEFRAME, FEATURE_SERVICE, check_timeframe
 from mt5lab.errors import StoreError
+from mt5lab.service_errors import check_online
 from mt5lab.store import feature_store, resolve
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -62,6 +63,7 @@ class OnlineTables:
                  features: str | list[str] = FEATURE_SERVICE):
         self.profile = resolve(profile)
         self.timeframe = check_timeframe(timeframe)
+        check_online(self.profile)  # a refused password: one clear line now, not retries later
         fs = feature_store(self.profile, self.timeframe)
         self.feature_store = fs
         self.config = fs.config

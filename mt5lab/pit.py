@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 from mt5lab.catalog import check_timeframe, ttl
@@ -30,7 +31,7 @@ from mt5lab.errors import MaxLossExceeded, StoreError
 from mt5lab.progress import bar
 from mt5lab.refs import Selection
 
-BATCH_BYTES = 320 * 2**20
+BATCH_BYTES = 640 * 2**20
 """Feature columns read per store call: about this many bytes of values (8 per row and column)."""
 
 _T, _SYM, _ROW, _FTS, _RIDX = "event_timestamp", "symbol", "__row", "__fts", "__ridx"
@@ -52,52 +53,96 @@ def _bounds(keys: pl.DataFrame, span: timedelta) -> tuple[list[str], datetime, d
     return sorted(keys[_SYM].unique().to_list()), lo - span, hi
 
 
-def _keys_of_store(store, tf: str, symbols, start, end) -> tuple[pl.DataFrame, int]:
-    """The store's key columns with each row's position in the store's (deterministic) order, and
-    the number of rows read."""
-    k = store.read_features(tf, symbols, start, end,
-                            columns=[_SYM, _T, "created_timestamp"]).with_row_index(_RIDX)
+def _strictly_ordered(sym: pl.Series, ts: pl.Series) -> bool:
+    """Sorted by symbol, time strictly increasing within a symbol (time may step back, or repeat,
+    only where the symbol changes)."""
+    if not sym.is_sorted():
+        return False
+    back = (ts.diff() <= timedelta(0)).fill_null(False).arg_true()
+    return back.len() == 0 or bool((sym.gather(back) != sym.gather(back - 1)).all())
+
+
+def _keys_of_store(store, tf: str, symbols, start, end) -> tuple[pl.DataFrame, pl.Series, int]:
+    """The store's keys as ``(code, __fts, __ridx)``: ``code`` numbers the symbols (``uniq[code]``),
+    ``__ridx`` is the row's position in the store's (deterministic) order. Also returns ``uniq`` and
+    the number of rows read. Rows must come sorted by symbol, then time (the stores' contract); if
+    not, or if two rows share a timestamp, they are sorted and the tie goes to the latest
+    ``created_timestamp``, Feast's rule."""
+    k = store.read_features(tf, symbols, start, end, columns=[_SYM, _T, "created_timestamp"])
     raw = k.height
-    k = k.filter(pl.col(_T).is_not_null())
-    sym, ts = k[_SYM], k[_T]
-    same = (sym == sym.shift(1)).fill_null(False)
-    unsorted = (same & (ts < ts.shift(1)).fill_null(False)).any()
-    dup = (same & (ts == ts.shift(1)).fill_null(False)).any()
-    if unsorted or dup:  # not the stores' contract, but cheap to honour: Feast's tie rule
+    k = k.with_row_index(_RIDX).filter(pl.col(_T).is_not_null())
+    if not _strictly_ordered(k[_SYM], k[_T]):  # not the stores' contract, but cheap to honour
         k = (k.sort([_SYM, _T, "created_timestamp", _RIDX], nulls_last=False)
              .unique([_SYM, _T], keep="last", maintain_order=True))
-    return k.select(pl.col(_SYM), pl.col(_T).alias(_FTS), pl.col(_RIDX)), raw
+    runs = k[_SYM].rle()
+    uniq = runs.struct.field("value")
+    code = pl.Series("code", np.repeat(np.arange(runs.len(), dtype=np.uint32), runs.struct.field("len").to_numpy()))
+    return k.select(code, pl.col(_T).alias(_FTS), pl.col(_RIDX)), uniq, raw
 
 
-def match_rows(keys: pl.DataFrame, store_keys: pl.DataFrame, span: timedelta) -> pl.DataFrame:
+def match_rows(keys: pl.DataFrame, store_keys: pl.DataFrame, uniq: pl.Series, span: timedelta) -> pl.DataFrame:
     """Per entity row (input order): ``idx``, the store row position of its point-in-time match (or
-    null), and ``fts``, that row's ``event_timestamp``.
+    null), and ``fts``, that row's ``event_timestamp`` in integer microseconds.
 
-    ``keys``: ``symbol``, ``event_timestamp`` (tz-aware). ``store_keys``: ``symbol``, ``__fts``,
-    ``__ridx``, sorted by time within each symbol.
+    ``keys``: ``symbol``, ``event_timestamp`` (tz-aware). ``store_keys``/``uniq``: from
+    :func:`_keys_of_store` (symbol codes, strictly increasing time within each code). The search is
+    a backward as-of per symbol: one ``numpy.searchsorted`` over ``code * width + time`` when that
+    fits in 62 bits, else polars ``join_asof(by=code)``; both compare at the entity's precision.
     """
     n = keys.height
-    left = keys.select(_SYM, _T).with_row_index(_ROW)
-    unit = left.schema[_T].time_unit
-    right = store_keys
-    if unit == "ns":  # compare at the entity's precision: never round an entity time
-        right = right.with_columns(pl.col(_FTS).dt.cast_time_unit("ns"))
-    else:
-        left = left.with_columns(pl.col(_T).dt.cast_time_unit("us"))
-        right = right.with_columns(pl.col(_FTS).dt.cast_time_unit("us"))
-    left = left.with_columns(pl.col(_SYM).cast(pl.String)).sort(_T)
-    right = right.with_columns(pl.col(_SYM).cast(pl.String))
-    j = left.join_asof(right, left_on=_T, right_on=_FTS, by=_SYM, strategy="backward",
-                       check_sortedness=False)
-    if j.height != n:
-        raise MaxLossExceeded(f"as-of join returned {j.height} rows for {n} entity rows")
-    ok = pl.col(_FTS) >= pl.col(_T) - span
-    j = j.select(_ROW, pl.when(ok).then(pl.col(_RIDX)).alias("idx"),
-                 pl.when(ok).then(pl.col(_FTS)).alias("fts"))
-    out = j.sort(_ROW).drop(_ROW)
+    unit = "ns" if keys.schema[_T].time_unit == "ns" else "us"  # never round an entity time
+    if unit == "ns" and (keys[_T].dt.nanosecond() % 1000 == 0).all():
+        unit = "us"  # whole microseconds (the usual case): exact in us, and keys stay in 62 bits
+    per_us = 1000 if unit == "ns" else 1
+    lcode = keys[_SYM].replace_strict(uniq, pl.int_range(uniq.len(), dtype=pl.UInt32, eager=True),
+                                      default=None, return_dtype=pl.UInt32)
+    known = lcode.is_not_null().to_numpy()
+    lc = lcode.fill_null(0).to_numpy().astype(np.int64)
+    lt = keys[_T].dt.cast_time_unit(unit).dt.epoch(unit).to_numpy()
+    rc = store_keys["code"].to_numpy().astype(np.int64)
+    rt = store_keys[_FTS].dt.cast_time_unit(unit).dt.epoch(unit).to_numpy()
+    lo = int(min(rt.min(), lt.min()))
+    width = int(max(rt.max(), lt.max())) - lo + 1
+    if width * max(len(uniq), 1) < 2**62:
+        rkey = rc * width + (rt - lo)
+        lkey = lc * width + (lt - lo)
+        order = np.argsort(lkey, kind="stable")  # sorted queries: searchsorted walks memory forward
+        pos = np.empty(n, dtype=np.int64)
+        pos[order] = np.searchsorted(rkey, lkey[order], side="right") - 1
+        posc = np.clip(pos, 0, None)
+        found = known & (pos >= 0) & (rc[posc] == lc)
+    else:  # pragma: no cover - only for time ranges of centuries at nanosecond precision
+        left = pl.DataFrame({_ROW: np.arange(n), "code": lc, _T: lt}).filter(pl.Series(known)).sort(_T)
+        right = pl.DataFrame({"code": rc, _FTS: rt, "pos": np.arange(len(rt))})
+        j = left.join_asof(right, left_on=_T, right_on=_FTS, by="code", strategy="backward",
+                           check_sortedness=False)
+        if j.height != int(known.sum()):
+            raise MaxLossExceeded(f"as-of join returned {j.height} rows for {int(known.sum())} entity rows")
+        posc = np.zeros(n, dtype=np.int64)
+        got = j["pos"].is_not_null().to_numpy()
+        posc[j[_ROW].to_numpy()[got]] = j["pos"].to_numpy()[got]
+        found = np.zeros(n, dtype=bool)
+        found[j[_ROW].to_numpy()[got]] = True
+    fts = rt[posc]
+    ok = found & (fts >= lt - int(span / timedelta(microseconds=1)) * per_us)  # Feast: t - ttl <= ts
+    ridx = store_keys[_RIDX].to_numpy()[posc]
+    out = pl.DataFrame({"idx": ridx, "fts": fts // per_us, "ok": ok}).select(
+        pl.when("ok").then(pl.col("idx")).alias("idx"), pl.when("ok").then(pl.col("fts")).alias("fts"))
     if out.height != n:
         raise MaxLossExceeded(f"point-in-time join returned {out.height} rows for {n} entity rows")
     return out
+
+
+def _gather_plan(idx: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """``idx`` sorted (nulls last) and the permutation back: gathering in ascending row order reads
+    each column front to back, then the small result is permuted to entity order."""
+    order = idx.arg_sort(nulls_last=True)
+    inv = pl.Series(np.argsort(order.to_numpy(), kind="stable").astype(np.uint32))
+    return idx.gather(order), inv
+
+
+def _gather(col: pl.Series, gidx: pl.Series, inv: pl.Series) -> pl.Series:
+    return col.rechunk().gather(gidx).gather(inv)
 
 
 def _batches(selection: Selection, rows: int) -> list[list]:
@@ -128,22 +173,30 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
     if n == 0:
         return _empty(selection)
     span = ttl(tf)
+    from mt5lab import pit_sql
+
+    if pit_sql.supports(store) and n <= pit_sql.LATERAL_MAX_ROWS:
+        return pit_sql.point_in_time_sql(keys, store, tf, selection)
     symbols, start, end = _bounds(keys, span)
-    skeys, raw = _keys_of_store(store, tf, symbols, start, end)
+    skeys, uniq, raw = _keys_of_store(store, tf, symbols, start, end)
     if skeys.height == 0:
         return _empty(selection, n)
-    m = match_rows(keys, skeys, span)
-    idx, fts = m["idx"], m["fts"].dt.cast_time_unit("us")
+    m = match_rows(keys, skeys, uniq, span)
+    idx, fts = m["idx"], m["fts"]
+    gidx, inv = _gather_plan(idx)
     parts: list[pl.DataFrame] = []
-    batches = _batches(selection, raw)
+    # one query per batch; a store that reads whole rows anyway gets one batch
+    batches = _batches(selection, raw) if getattr(store, "profile", "") == "local" else [selection.features]
     for feats in bar(batches, f"training set {tf}", "batch", progress and len(batches) > 1):
         names = [f.name for f in feats]
         cols = store.read_features(tf, symbols, start, end, columns=[_SYM, _T, *names])
-        got = cols[_T].gather(idx).dt.cast_time_unit("us") if cols.height == raw else None
+        got = cols[_T].rechunk().gather(idx).dt.epoch("us") if cols.height == raw else None
         if got is None or not ((got == fts) | (got.is_null() & fts.is_null())).fill_null(False).all():
             raise StoreError("the offline store changed between reads of one training set (rows moved); "
                              "retry when no build or ingest is running")
-        part = cols.select(pl.col(c).gather(idx).cast(_dtype(f)) for c, f in zip(names, feats, strict=True))
+        part = pl.DataFrame([_gather(cols[c], gidx, inv).cast(_dtype(f)).alias(c)
+                             for c, f in zip(names, feats, strict=True)])
+        del cols
         if part.height != n:
             raise MaxLossExceeded(f"gather returned {part.height} rows for {n} entity rows")
         parts.append(part)

@@ -8,6 +8,7 @@ import pandas as pd
 import polars as pl
 
 from mt5lab.monitoring import DRIFT, MODERATE
+from mt5lab.plots_features import VIEW_COLORS
 
 STATUS_COLORS = {"stable": "tab:green", "moderate": "tab:orange", "drift": "tab:red",
                  "insufficient data": "lightgrey"}
@@ -32,9 +33,17 @@ def psi_figure(table: pd.DataFrame, title: str):
     handles += [plt.Line2D([], [], color="tab:orange", ls="--", label=f"moderate ≥ {MODERATE}"),
                 plt.Line2D([], [], color="tab:red", ls="--", label=f"drift ≥ {DRIFT}")]
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
-    ax.set_xlabel(f"PSI, recent vs reference window (log scale; values below {FLOOR:g} drawn at {FLOOR:g})")
+    ax.set_xlabel(f"PSI, recent vs reference window (log scale; values below {FLOOR:g} drawn at {FLOOR:g}); "
+                  "labels coloured by view")
     ax.set_ylim(-0.7, len(t) - 0.3)
-    ax.grid(axis="x", which="both", alpha=0.25)
+    ax.set_xlim(left=FLOOR / 1.5)
+    ax.grid(axis="x", which="major", alpha=0.3)
+    views = list(t["view"])
+    for i in range(1, len(views)):
+        if views[i] != views[i - 1]:
+            ax.axhline(y[i] + 0.5, color="black", lw=0.6)
+    for lab, v in zip(ax.get_yticklabels(), views, strict=True):
+        lab.set_color(VIEW_COLORS.get(v, "black"))
     ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -76,23 +76,24 @@ def quality_over_time_figure(q: pl.DataFrame, title: str):
     """Bars, missing bars, suspicious rows and null share per period (from ``quality_over_time``)."""
     has_null = "null_share" in q.columns
     n = 3 if has_null else 2
-    fig, axes = plt.subplots(n, 1, figsize=(12, 2.3 * n + 1), sharex=True)
+    fig, axes = plt.subplots(n, 1, figsize=(13, 2.3 * n + 1), sharex=True)
     t = q["period"].to_numpy()
     width = _period_width(q["period"])
-    axes[0].bar(t, q["bars"].to_numpy(), width=width, color="tab:blue", label="bars present")
+    axes[0].bar(t, q["bars"].to_numpy(), width=width, align="edge", color="tab:blue", label="bars present")
     axes[0].set_ylabel("bars / period")
-    axes[1].bar(t, q["missing_bars"].to_numpy(), width=width, color="tab:red", label="missing bars (gaps)")
-    axes[1].bar(t, q["suspicious"].to_numpy(), width=width * 0.5, color="tab:orange",
-                label="suspicious rows")
+    axes[1].bar(t, q["missing_bars"].to_numpy(), width=width / 2, align="edge", color="tab:red",
+                label="missing bars (gaps)")
+    axes[1].bar(t + np.timedelta64(int(width / 2 * 86400), "s"), q["suspicious"].to_numpy(), width=width / 2,
+                align="edge", color="tab:orange", label="suspicious rows")
     axes[1].set_ylabel("rows / period")
     if has_null:
-        axes[2].plot(t, 100 * q["null_share"].fill_null(float("nan")).to_numpy(), marker=".",
-                     color="tab:purple", label="null feature values (warm-up included)")
+        axes[2].step(t, 100 * q["null_share"].fill_null(float("nan")).to_numpy(), where="post",
+                     color="tab:purple", label="null feature values\n(warm-up included)")
         axes[2].set_ylabel("null share (%)")
         axes[2].set_ylim(bottom=0)
     axes[-1].set_xlabel("period start (UTC)")
     for a in axes:
-        a.legend(loc="upper right", fontsize=8)
+        a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
         _dates(a)
     axes[0].set_title(title)
     fig.tight_layout()

@@ -7,6 +7,8 @@ where the source has it, else ticks).
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import matplotlib.pyplot as plt
 import numpy as np
 import polars as pl
@@ -17,6 +19,20 @@ from mt5lab.plots import _dates
 from mt5lab.plots_quality import volume_panel
 
 X_LABEL = "bar open time (UTC); values known at the bar's close"
+
+
+def with_breaks(df: pl.DataFrame, timeframe: str) -> pl.DataFrame:
+    """``df`` plus an all-null row inside every market closure longer than ``max(4 bars, 12 h)``
+    (an FX weekend on H1; not an equity weekend on D1), so lines and bands break there instead of
+    drawing a straight segment across hours with no trading."""
+    step = bar_duration(timeframe)
+    limit = max(4 * step, timedelta(hours=12))
+    d = df.sort("time")
+    cut = d.filter(d["time"].diff() > limit)
+    if cut.height == 0:
+        return d
+    fill = pl.DataFrame({"time": cut["time"] - step}).cast({"time": d.schema["time"]})
+    return pl.concat([d, fill], how="diagonal").sort("time")
 
 
 def _arr(df: pl.DataFrame, name: str) -> np.ndarray:
@@ -50,16 +66,17 @@ def _label(df: pl.DataFrame, symbol: str, timeframe: str, what: str) -> str:
 
 def ma_figure(df: pl.DataFrame, symbol: str, timeframe: str):
     """technical_indicators_ma (and the Bollinger bands): close with SMAs and EMAs."""
-    t = df["time"].to_numpy()
+    d = with_breaks(df, timeframe)
+    t = d["time"].to_numpy()
     fig, (ax,) = _frame(1, [2.4], _label(df, symbol, timeframe, "technical_indicators_ma: close, SMAs, EMAs, Bollinger"))
-    ax.fill_between(t, _arr(df, "bb_lower_20"), _arr(df, "bb_upper_20"), color="tab:blue", alpha=0.12,
+    ax.fill_between(t, _arr(d, "bb_lower_20"), _arr(d, "bb_upper_20"), color="tab:blue", alpha=0.12,
                     label="Bollinger 20, ±2σ")
-    ax.plot(t, _arr(df, "close"), color="black", lw=1.3, label="close")
+    ax.plot(t, _arr(d, "close"), color="black", lw=1.3, label="close")
     smas = ("sma_5", "sma_10", "sma_20", "sma_50", "sma_200")
     for name, c in zip(smas, plt.cm.viridis(np.linspace(0.05, 0.9, len(smas))), strict=True):
-        ax.plot(t, _arr(df, name), color=c, lw=1.0, label=name)
+        ax.plot(t, _arr(d, name), color=c, lw=1.0, label=name)
     for name, c in zip(("ema_12", "ema_26", "ema_50"), ("tab:orange", "tab:red", "tab:brown"), strict=True):
-        ax.plot(t, _arr(df, name), color=c, lw=1.0, ls="--", label=name)
+        ax.plot(t, _arr(d, name), color=c, lw=1.0, ls="--", label=name)
     ax.set_ylabel("price")
     _finish(fig, [ax])
     return fig
@@ -67,24 +84,25 @@ def ma_figure(df: pl.DataFrame, symbol: str, timeframe: str):
 
 def momentum_figure(df: pl.DataFrame, symbol: str, timeframe: str):
     """technical_indicators_momentum: RSI, MACD, stochastic and ROC panels under the close."""
-    t = df["time"].to_numpy()
+    d = with_breaks(df, timeframe)
+    t = d["time"].to_numpy()
     fig, axes = _frame(5, [1.0, 0.8, 0.9, 0.8, 0.7],
                        _label(df, symbol, timeframe, "technical_indicators_momentum"), height=1.9)
-    axes[0].plot(t, _arr(df, "close"), color="black", lw=1.1, label="close")
+    axes[0].plot(t, _arr(d, "close"), color="black", lw=1.1, label="close")
     axes[0].set_ylabel("price")
-    axes[1].plot(t, _arr(df, "rsi_14"), color="tab:purple", lw=1.1, label="rsi_14")
+    axes[1].plot(t, _arr(d, "rsi_14"), color="tab:purple", lw=1.1, label="rsi_14")
     _bands(axes[1], 30, 70, "RSI (0-100)")
-    hist = _arr(df, "macd_hist")
+    hist = _arr(d, "macd_hist")
     axes[2].bar(t, hist, width=_width(timeframe), color=np.where(hist >= 0, "tab:green", "tab:red"),
                 alpha=0.6, label="macd_hist")
-    axes[2].plot(t, _arr(df, "macd"), color="tab:blue", lw=1.1, label="macd (EMA12-EMA26)")
-    axes[2].plot(t, _arr(df, "macd_signal"), color="tab:orange", lw=1.1, label="macd_signal (EMA9)")
+    axes[2].plot(t, _arr(d, "macd"), color="tab:blue", lw=1.1, label="macd (EMA12-EMA26)")
+    axes[2].plot(t, _arr(d, "macd_signal"), color="tab:orange", lw=1.1, label="macd_signal (EMA9)")
     axes[2].axhline(0, color="grey", lw=0.6)
     axes[2].set_ylabel("MACD (price)")
-    axes[3].plot(t, _arr(df, "stoch_k"), color="tab:blue", lw=1.1, label="stoch_k (%K)")
-    axes[3].plot(t, _arr(df, "stoch_d"), color="tab:orange", lw=1.1, label="stoch_d (%D)")
+    axes[3].plot(t, _arr(d, "stoch_k"), color="tab:blue", lw=1.1, label="stoch_k (%K)")
+    axes[3].plot(t, _arr(d, "stoch_d"), color="tab:orange", lw=1.1, label="stoch_d (%D)")
     _bands(axes[3], 20, 80, "stochastic (0-100)")
-    axes[4].plot(t, _arr(df, "roc_10"), color="tab:cyan", lw=1.1, label="roc_10")
+    axes[4].plot(t, _arr(d, "roc_10"), color="tab:cyan", lw=1.1, label="roc_10")
     axes[4].axhline(0, color="grey", lw=0.6)
     axes[4].set_ylabel("ROC 10 (%)")
     _finish(fig, axes)
@@ -104,19 +122,20 @@ def _width(timeframe: str) -> float:
 
 def volatility_figure(df: pl.DataFrame, symbol: str, timeframe: str):
     """technical_indicators_volatility: ATR and stddev in price units; NATR and band width relative."""
-    t = df["time"].to_numpy()
+    d = with_breaks(df, timeframe)
+    t = d["time"].to_numpy()
     fig, axes = _frame(3, [1.2, 0.9, 0.9], _label(df, symbol, timeframe, "technical_indicators_volatility"),
                        height=2.0)
-    axes[0].fill_between(t, _arr(df, "bb_lower_20"), _arr(df, "bb_upper_20"), color="tab:blue", alpha=0.12,
+    axes[0].fill_between(t, _arr(d, "bb_lower_20"), _arr(d, "bb_upper_20"), color="tab:blue", alpha=0.12,
                          label="bb_lower_20 .. bb_upper_20")
-    axes[0].plot(t, _arr(df, "bb_middle_20"), color="tab:blue", lw=0.9, label="bb_middle_20")
-    axes[0].plot(t, _arr(df, "close"), color="black", lw=1.1, label="close")
+    axes[0].plot(t, _arr(d, "bb_middle_20"), color="tab:blue", lw=0.9, label="bb_middle_20")
+    axes[0].plot(t, _arr(d, "close"), color="black", lw=1.1, label="close")
     axes[0].set_ylabel("price")
-    axes[1].plot(t, _arr(df, "atr_14"), color="tab:red", lw=1.1, label="atr_14")
-    axes[1].plot(t, _arr(df, "stddev_20"), color="tab:green", lw=1.1, label="stddev_20")
+    axes[1].plot(t, _arr(d, "atr_14"), color="tab:red", lw=1.1, label="atr_14")
+    axes[1].plot(t, _arr(d, "stddev_20"), color="tab:green", lw=1.1, label="stddev_20")
     axes[1].set_ylabel("price units")
-    axes[2].plot(t, _arr(df, "natr_14"), color="tab:red", lw=1.1, label="natr_14 (% of close)")
-    axes[2].plot(t, 100 * _arr(df, "bb_width_20"), color="tab:blue", lw=1.1, label="bb_width_20 × 100")
+    axes[2].plot(t, _arr(d, "natr_14"), color="tab:red", lw=1.1, label="natr_14 (% of close)")
+    axes[2].plot(t, 100 * _arr(d, "bb_width_20"), color="tab:blue", lw=1.1, label="bb_width_20 × 100")
     axes[2].set_ylabel("% of price")
     _finish(fig, axes)
     return fig
@@ -124,20 +143,21 @@ def volatility_figure(df: pl.DataFrame, symbol: str, timeframe: str):
 
 def volume_figure(df: pl.DataFrame, symbol: str, timeframe: str):
     """volume_indicators: OBV and AD (cumulative), ADOSC, MFI, volume with its 20-bar SMA."""
-    t = df["time"].to_numpy()
+    d = with_breaks(df, timeframe)
+    t = d["time"].to_numpy()
     fig, axes = _frame(4, [1.0, 0.8, 0.8, 0.9], _label(df, symbol, timeframe, "volume_indicators"), height=2.0)
     eng = EngFormatter()
-    axes[0].plot(t, _arr(df, "obv"), color="tab:blue", lw=1.1, label="obv")
-    axes[0].plot(t, _arr(df, "ad"), color="tab:orange", lw=1.1, label="ad")
+    axes[0].plot(t, _arr(d, "obv"), color="tab:blue", lw=1.1, label="obv")
+    axes[0].plot(t, _arr(d, "ad"), color="tab:orange", lw=1.1, label="ad")
     axes[0].set_ylabel("cumulative volume")
-    axes[1].plot(t, _arr(df, "adosc"), color="tab:green", lw=1.1, label="adosc (EMA3-EMA10 of AD)")
+    axes[1].plot(t, _arr(d, "adosc"), color="tab:green", lw=1.1, label="adosc (EMA3-EMA10 of AD)")
     axes[1].axhline(0, color="grey", lw=0.6)
     axes[1].set_ylabel("volume")
-    axes[2].plot(t, _arr(df, "mfi_14"), color="tab:purple", lw=1.1, label="mfi_14")
+    axes[2].plot(t, _arr(d, "mfi_14"), color="tab:purple", lw=1.1, label="mfi_14")
     _bands(axes[2], 20, 80, "MFI (0-100)")
-    vol = np.where(_arr(df, "real_volume") > 0, _arr(df, "real_volume"), _arr(df, "tick_volume"))
+    vol = np.where(_arr(d, "real_volume") > 0, _arr(d, "real_volume"), _arr(d, "tick_volume"))
     volume_panel(axes[3], t, vol, timeframe)
-    axes[3].plot(t, _arr(df, "volume_sma_20"), color="tab:red", lw=1.2, label="volume_sma_20")
+    axes[3].plot(t, _arr(d, "volume_sma_20"), color="tab:red", lw=1.2, label="volume_sma_20")
     axes[3].plot([], [], color="tab:gray", lw=6, label="effective volume")
     for a in axes[:2]:
         a.yaxis.set_major_formatter(eng)
@@ -147,11 +167,12 @@ def volume_figure(df: pl.DataFrame, symbol: str, timeframe: str):
 
 def price_action_figure(df: pl.DataFrame, symbol: str, timeframe: str, candles: int = 120):
     """price_action: candles (last ``candles`` bars) with doji and engulfing markers; ratios below."""
-    d = df.tail(candles)
+    label = _label(df.tail(candles), symbol, timeframe, "price_action: candles and patterns")
+    d = with_breaks(df.tail(candles), timeframe)
     t = d["time"].to_numpy()
     o, h, lo, c = (_arr(d, k) for k in ("open", "high", "low", "close"))
     fig, axes = _frame(4, [1.8, 0.7, 0.6, 0.6],
-                       _label(d, symbol, timeframe, "price_action: candles and patterns"), height=2.0)
+                       label, height=2.0)
     ax = axes[0]
     up = c >= o
     w = _width(timeframe)
@@ -159,7 +180,7 @@ def price_action_figure(df: pl.DataFrame, symbol: str, timeframe: str, candles: 
     ax.bar(t, np.abs(c - o), bottom=np.minimum(o, c), width=w, color=np.where(up, "white", "black"),
            edgecolor="black", lw=0.7)
     pad = 0.02 * (np.nanmax(h) - np.nanmin(lo))
-    doji = _arr(d, "cdl_doji") != 0
+    doji = _arr(d, "cdl_doji") > 0
     bull, bear = _arr(d, "cdl_engulfing") > 0, _arr(d, "cdl_engulfing") < 0
     ax.scatter(t[doji], h[doji] + pad, marker="o", s=28, color="tab:blue", zorder=3,
                label=f"cdl_doji ({doji.sum()})")

@@ -195,3 +195,24 @@ def quality_over_time(bars: pl.DataFrame, report, features: pl.DataFrame | None 
         out = out.join(per(features, "time", nulls.mean(), "null_share"), on="period", how="left")
     counts = ["bars", "missing_bars", "suspicious"]
     return out.with_columns(pl.col(c).fill_null(0).cast(pl.Int64) for c in counts).sort("period")
+
+
+def store_quality(store, symbol: str, timeframe: str, every: str = "1mo", calendar: str = "") -> pl.DataFrame:
+    """:func:`quality_over_time` for one stored symbol: its bars re-validated, its feature rows."""
+    from mt5lab.freshness import symbol_calendar
+    from mt5lab.validate import validate_bars
+
+    bars = store.read_bars(timeframe, [symbol])
+    if bars.height == 0:
+        raise ValueError(f"no {timeframe} bars for {symbol!r} in the store")
+    report = validate_bars(bars, source=f"store:{symbol} {timeframe}",
+                           calendar=calendar or symbol_calendar(symbol))
+    return quality_over_time(bars, report, store.read_features(timeframe, [symbol]), every)
+
+
+def quality_totals(q: pl.DataFrame) -> dict:
+    """Sums over all periods, and the worst period's null share."""
+    out = {"periods": q.height, **{c: int(q[c].sum()) for c in ("bars", "missing_bars", "suspicious")}}
+    if "null_share" in q.columns:
+        out["max_null_share"] = round(float(q["null_share"].max() or 0.0), 4)
+    return out

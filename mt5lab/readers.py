@@ -6,9 +6,9 @@ failure is a :class:`~mt5lab.errors.BarValidationError` naming the file, the row
 short rule, or a :class:`~mt5lab.errors.ConfigError` for a bad argument; never a raw polars, pyarrow
 or decoding error.
 
-Times: naive broker times are localized with ``server_tz`` (an IANA name) and converted to UTC; a
-local time that DST makes ambiguous or non-existent is an error, never shifted. tz-aware input is
-converted to UTC; a file mixing naive and aware times is an error. D1 and W1 bars are trading-date
+Times: naive broker times are localized with ``server_tz`` (an IANA name, or :data:`NY_CLOSE`) and
+converted to UTC; a local time that DST makes ambiguous or non-existent is an error, never shifted.
+tz-aware input is converted to UTC; a file mixing naive and aware times is an error. D1 and W1 bars are trading-date
 labels: a naive D1/W1 time is kept as that date at midnight UTC, whatever ``server_tz`` is (an MT5
 daily bar stamped 2024.01.02 is the bar of 2 January, not 1 January 22:00 UTC). Integer times
 (MT5's ``copy_rates_*`` arrays) are epoch seconds of the naive server clock.
@@ -19,8 +19,10 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -37,6 +39,11 @@ PathLike = str | os.PathLike
 FORMATS = ("auto", "mt5", "csv", "parquet")
 _NUMERIC = {"open": False, "high": False, "low": False, "close": False,
             "tick_volume": True, "real_volume": True, "spread": True}
+NY_CLOSE = "NY+7"
+"""``server_tz`` of MT5's "New York close" servers: New York wall time plus 7 hours (UTC+2 in winter,
+UTC+3 in summer, switching on US dates). No IANA zone has this rule; Europe/Athens is an hour off for
+a few weeks each year."""
+NY_CLOSE_SHIFT = timedelta(hours=7)
 _AWARE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d:?\d\d)$"  # a clock time with a UTC offset
 
 _MT5 = {"<DATE>": "date", "<TIME>": "clock", "<OPEN>": "open", "<HIGH>": "high", "<LOW>": "low",
@@ -164,11 +171,13 @@ def resolve_table(header: list[str], mapping: dict[str, str] | None, symbol: str
 
 
 def _zone(server_tz: str) -> str:
+    if server_tz == NY_CLOSE:
+        return server_tz
     try:
         ZoneInfo(server_tz)
     except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
         raise ConfigError(f"unknown server_tz {server_tz!r}: expected an IANA zone such as "
-                          "'Europe/Athens' or 'Etc/GMT-2'") from exc
+                          f"'Europe/Athens' or 'Etc/GMT-2', or {NY_CLOSE!r}") from exc
     return server_tz
 
 
@@ -193,41 +202,52 @@ def _first(mask: pl.Series) -> int | None:
     return None if idx.is_empty() else int(idx[0])
 
 
+def _to_number(txt: pl.Series, integer: bool) -> pl.Series:
+    if not integer:
+        return txt.cast(pl.Float64, strict=False)
+    exact = txt.cast(pl.Int64, strict=False)
+    if exact.null_count() == txt.null_count():
+        return exact
+    f = txt.cast(pl.Float64, strict=False)
+    whole = pl.select(pl.when(f.is_finite() & (f == f.round())).then(f)).to_series()
+    return exact.fill_null(whole.cast(pl.Int64, strict=False))
+
+
 def _numeric(s: pl.Series, name: str, integer: bool, ctx: _Ctx, rows: pl.Series) -> pl.Series:
     """Parse one numeric column; the first unparseable value is an error naming its row."""
-    if s.dtype == pl.String:
-        txt = s.str.strip_chars()
-        present = txt.is_not_null() & (txt != "")
-    elif s.dtype.is_numeric() or s.dtype == pl.Null:
-        txt, present = s, s.is_not_null()
-    else:
+    if not (s.dtype == pl.String or s.dtype.is_numeric() or s.dtype == pl.Null):
         raise ctx.fail(f"non-numeric {name}", f"column has type {s.dtype}", int(rows[0]))
-    f = txt.cast(pl.Float64, strict=False)
-    if integer:
-        exact = txt.cast(pl.Int64, strict=False)
-        whole = f.is_finite() & (f == f.round())
-        out = exact.fill_null(pl.select(pl.when(whole).then(f)).to_series().cast(pl.Int64, strict=False))
-    else:
-        out = f
-    bad = _first(present & out.is_null())
-    if bad is not None:
-        raise ctx.fail(f"non-numeric {name}", f"value {s[bad]!r}", int(rows[bad]))
+    out = _to_number(s, integer)
+    if out.null_count() > s.null_count():  # blanks, padding or garbage: look closer
+        txt = s.str.strip_chars() if s.dtype == pl.String else s
+        out = _to_number(txt, integer)
+        present = txt.is_not_null() & (txt != "") if s.dtype == pl.String else txt.is_not_null()
+        bad = _first(present & out.is_null())
+        if bad is not None:
+            raise ctx.fail(f"non-numeric {name}", f"value {s[bad]!r}", int(rows[bad]))
     return out.alias(name)
 
 
+def _parse_strings(s: pl.Series, fmts: tuple[str | None, ...]) -> pl.Series:
+    out = s.str.to_datetime(fmts[0], strict=False, time_unit="us")
+    for fmt in fmts[1:]:
+        if out.null_count() == s.null_count():
+            break
+        out = out.fill_null(s.str.to_datetime(fmt, strict=False, time_unit="us"))
+    return out
+
+
 def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] = ()) -> pl.Series:
-    """Strings, dates, datetimes or epoch seconds to a Datetime (naive or UTC), errors by row."""
+    """Strings, dates, datetimes or epoch seconds to a Datetime (naive or UTC), errors by row.
+
+    Strings without ``fmts`` use polars' format inference from the first value, so a naive value
+    in a file of offset-carrying values (or the reverse) fails to parse and is reported as mixing.
+    """
     if s.dtype == pl.String:
-        txt = s.str.strip_chars()
-        aware = txt.str.contains(_AWARE)
-        state = ctx.aware if ctx.aware is not None else bool(aware[0])
-        bad = _first(aware != state)
-        if bad is not None:
-            raise ctx.fail("mixed naive and tz-aware times", f"value {s[bad]!r}", int(rows[bad]))
-        out = None
-        for fmt in fmts or (None,):
-            got = txt.str.to_datetime(fmt, strict=False, time_unit="us")
-            out = got if out is None else out.fill_null(got)
+        out = _parse_strings(s, fmts or (None,))
+        if out.null_count():
+            s = s.str.strip_chars()
+            out = _parse_strings(s, fmts or (None,))
     elif isinstance(s.dtype, pl.Datetime):
         out = s.dt.cast_time_unit("us")
     elif s.dtype == pl.Date:
@@ -236,10 +256,13 @@ def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] 
         out = pl.from_epoch(s, time_unit="s").dt.cast_time_unit("us")
     else:
         raise ctx.fail("invalid time", f"column has type {s.dtype}", int(rows[0]))
+    is_aware = out.dtype.time_zone is not None
     bad = _first(out.is_null())
     if bad is not None:
-        raise ctx.fail("invalid time", f"value {s[bad]!r}", int(rows[bad]))
-    is_aware = out.dtype.time_zone is not None
+        value = s[bad]
+        mixed = isinstance(value, str) and bool(re.search(_AWARE, value)) != is_aware
+        rule = "mixed naive and tz-aware times" if mixed else "invalid time"
+        raise ctx.fail(rule, f"value {value!r}", int(rows[bad]))
     if ctx.aware is not None and is_aware != ctx.aware:
         raise ctx.fail("mixed naive and tz-aware times", f"value {s[0]!r}", int(rows[0]))
     ctx.aware = is_aware
@@ -252,15 +275,18 @@ def _to_utc(t: pl.Series, ctx: _Ctx, rows: pl.Series, raw: pl.Series) -> pl.Seri
         return t.dt.convert_time_zone("UTC")
     if ctx.timeframe in ("D1", "W1") or ctx.server_tz == "UTC":
         return t.dt.replace_time_zone("UTC")
-    loose = t.dt.replace_time_zone(ctx.server_tz, ambiguous="earliest", non_existent="null")
-    strict = t.dt.replace_time_zone(ctx.server_tz, ambiguous="null", non_existent="null")
-    bad = _first(strict.is_null())
+    zone = ctx.server_tz
+    if zone == NY_CLOSE:  # the server clock is New York + 7 h
+        t, zone = t - NY_CLOSE_SHIFT, "America/New_York"
+    local = t.dt.replace_time_zone(zone, ambiguous="null", non_existent="null")
+    bad = _first(local.is_null())
     if bad is not None:
-        kind = "non-existent" if loose[bad] is None else "ambiguous"
+        one = t.slice(bad, 1).dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+        kind = "non-existent" if one.null_count() else "ambiguous"
         why = "skipped when clocks go forward" if kind == "non-existent" else "occurs twice (DST ends)"
         raise ctx.fail(f"{kind} local time in server_tz", f"{raw[bad]!r} {why} in {ctx.server_tz}",
                        int(rows[bad]))
-    return strict.dt.convert_time_zone("UTC")
+    return local.dt.convert_time_zone("UTC")
 
 
 def _canonical(raw: pl.DataFrame, cols: dict[str, str | tuple[str, ...]], ctx: _Ctx,

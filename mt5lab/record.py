@@ -88,6 +88,7 @@ class Recorder:
         try:
             with os.fdopen(fd, "w") as fh:
                 json.dump(self.values, fh, indent=1, sort_keys=True, allow_nan=False)
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report is for reading
             os.replace(tmp, self.path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -19,7 +19,8 @@ def secrets() -> list[str]:
     """Secret values as set, and as encoded into URLs (percent) and Redis strings (JSON)."""
     out = set()
     for k in SECRET_VARS:
-        if v := os.environ.get(k):
+        v = os.environ.get(k) or ""
+        if len(v) >= 4:  # replacing a 1-3 character value everywhere would garble every message
             out |= {v, quote(v, safe=""), json.dumps(v)[1:-1]}
     return sorted(out, key=len, reverse=True)
 

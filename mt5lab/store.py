@@ -31,8 +31,26 @@ def _store(profile: Profile, timeframe: str):
     key = (profile.name, hash(json.dumps(profile.raw, sort_keys=True, default=str)), timeframe)
     if key not in _STORES:
         _quiet_feast()
-        _STORES[key] = FeatureStore(config=profile.repo_config(timeframe))
+        fs = FeatureStore(config=profile.repo_config(timeframe))
+        _bootstrap_registry(profile, fs)
+        _STORES[key] = fs
     return _STORES[key]
+
+
+def _bootstrap_registry(profile: Profile, fs) -> None:
+    """Open the registry now. A SQL registry creates its tables and project rows on first open:
+    two processes doing that at once can collide, so the team profile does it under an advisory
+    lock (:meth:`mt5lab.storage.postgres.PostgresStore.registry_lock`)."""
+    if profile.setting("registry", "registry_type") != "sql":
+        return
+    from mt5lab.storage import open_store
+
+    guard = getattr(open_store(profile), "registry_lock", None)
+    if guard is None:
+        fs.registry  # noqa: B018
+        return
+    with guard():
+        fs.registry  # noqa: B018
 
 
 def feature_store(profile=None, timeframe: str = DEFAULT_TIMEFRAME):

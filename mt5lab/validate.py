@@ -30,8 +30,10 @@ RULES: tuple[str, ...] = (
     "close outside low-high", "tick_volume null", "negative tick_volume", "negative real_volume",
     "negative spread", "duplicate time", "time not increasing",
 )
-"""Row rules, in the order they are reported for one row. Schema rules: ``missing column <c>``,
-``non-numeric <c>``, ``time not datetime``, ``time not tz-aware``."""
+"""Row rules, in the order they are reported for one row. ``duplicate time`` and ``time not
+increasing`` compare a bar with the previous bar of the same (symbol, timeframe), in row order.
+Schema rules (no row): ``missing column <c>``, ``non-numeric <c>``, ``time not datetime``,
+``time not tz-aware``."""
 OUTLIER_FACTOR = 10.0
 """A bar is suspicious when its abs log return exceeds this many times its symbol's median."""
 _GAP_SCHEMA = {"symbol": pl.String, "timeframe": pl.String, "gap_start": pl.Datetime("us", "UTC"),
@@ -136,7 +138,7 @@ def _rule_exprs(df: pl.DataFrame, layout: _Layout) -> list[pl.Expr | None]:
         (tf != pl.lit(first_tf, pl.String)) if tfs.len() > 1 else None,
         t.is_null(),
         ~aligned,
-        ~pl.all_horizontal(pl.col(p).cast(pl.Float64).is_finite() for p in PRICES),
+        pl.any_horizontal(pl.col(p).is_null() | ~pl.col(p).cast(pl.Float64).is_finite() for p in PRICES),
         pl.any_horizontal(pl.col(p) <= 0 for p in PRICES),
         hi < lo,
         (pl.col("open") < lo) | (pl.col("open") > hi),
@@ -167,8 +169,7 @@ def _check_schema(df: pl.DataFrame, source: str) -> None:
 def _first_violation(df: pl.DataFrame, source: str, layout: _Layout) -> None:
     if df.is_empty():
         return
-    exprs = [(k, e.fill_null(k == RULES.index("price not finite")))
-             for k, e in enumerate(_rule_exprs(df, layout)) if e is not None]
+    exprs = [(k, e.fill_null(False)) for k, e in enumerate(_rule_exprs(df, layout)) if e is not None]
     firsts = df.with_columns(_prev=layout.window(pl.col("time").shift(1))).select(
         pl.when(e.any()).then(e.arg_max()).alias(str(k)) for k, e in exprs
     ).row(0)
@@ -189,13 +190,15 @@ def _suspicious(df: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
     flagged = df.with_columns(source_row=row.cast(pl.Int64), _r=absret).with_columns(
         _m=layout.window(pl.col("_r").median()))
     outlier = f"abs log return > {OUTLIER_FACTOR:g}x symbol median"
+    zero_range = pl.col("high") == pl.col("low")
+    jump = (pl.col("_m") > 0) & (pl.col("_r") > OUTLIER_FACTOR * pl.col("_m"))  # flat series: no outliers
     return (
-        flagged.filter((pl.col("high") == pl.col("low")) | (pl.col("_r") > OUTLIER_FACTOR * pl.col("_m")))
+        flagged.filter(zero_range | jump.fill_null(False))
         .select(
             *(c for c in _SUSPICIOUS_SCHEMA if c != "reason"),
             reason=pl.concat_list(
-                pl.when(pl.col("high") == pl.col("low")).then(pl.lit("zero range")),
-                pl.when(pl.col("_r") > OUTLIER_FACTOR * pl.col("_m")).then(pl.lit(outlier)),
+                pl.when(zero_range).then(pl.lit("zero range")),
+                pl.when(jump).then(pl.lit(outlier)),
             ).list.drop_nulls(),
         )
         .explode("reason")
@@ -208,6 +211,8 @@ def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str 
     cal = check_calendar(calendar)
     bars = to_polars(bars)
     _check_schema(bars, source)
+    if bars.schema["time"].time_zone != "UTC":  # weekdays and days are UTC ones
+        bars = bars.with_columns(pl.col("time").dt.convert_time_zone("UTC"))
     if bars.is_empty():
         return ValidationReport(0, (), None, None, pl.DataFrame(schema=_GAP_SCHEMA),
                                 pl.DataFrame(schema=_SUSPICIOUS_SCHEMA))

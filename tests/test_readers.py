@@ -12,7 +12,7 @@ import pytest
 
 from mt5lab.bars import BAR_SCHEMA
 from mt5lab.errors import BarValidationError, ConfigError
-from mt5lab.readers import iter_bars, read_bars, read_mt5_export, read_table
+from mt5lab.readers import NY_CLOSE, iter_bars, read_bars, read_mt5_export, read_table
 from mt5lab.samples import load_sample, sample_path
 from mt5lab.validate import validate_bars
 
@@ -105,6 +105,19 @@ def test_server_tz_fixed_offset_etc_gmt_minus_2(tmp_path):
     assert bars["time"].to_list() == [utc(2024, 1, 2, 8), utc(2024, 7, 2, 8)]  # POSIX sign: GMT-2 is UTC+2
 
 
+def test_server_tz_new_york_close(tmp_path):
+    # 15 March 2024: US clocks have changed (10 March), EU clocks not yet (31 March)
+    days = [("2024.01.02", 8), ("2024.03.15", 7), ("2024.07.02", 7), ("2024.11.01", 7), ("2024.11.04", 8)]
+    lines = [MT5_HEADER, *(r for d, _ in days for r in mt5_rows(d, ["10:00"]))]
+    path = write(tmp_path / "ny.csv", lines)
+    bars = read_mt5_export(path, symbol="EURUSD", timeframe="H1", server_tz=NY_CLOSE)
+    assert bars["time"].to_list() == [
+        utc(int(d[:4]), int(d[5:7]), int(d[8:]), hour) for d, hour in days
+    ]
+    athens = read_mt5_export(path, symbol="EURUSD", timeframe="H1", server_tz="Europe/Athens")
+    assert athens["time"][1] == utc(2024, 3, 15, 8)  # an hour off: why NY+7 exists
+
+
 def test_dst_non_existent_local_time_is_an_error(tmp_path):
     # Europe/Athens jumps from 03:00 to 04:00 on 2024-03-31
     lines = [MT5_HEADER, *mt5_rows("2024.03.31", ["01:00", "02:00", "03:30", "04:00"])]
@@ -182,6 +195,13 @@ def test_generic_csv_tz_aware_strings_and_mixing(tmp_path):
     mixed = write(tmp_path / "mixed.csv", ["time,open,high,low,close,tick_volume",
                                            "2024-01-02T10:00:00Z,1,1,1,1,1", "2024-01-02 11:00:00,1,1,1,1,1"])
     expect_error("mixed naive and tz-aware times", 2, lambda: read_table(mixed, symbol="X", timeframe="H1"))
+    reverse = write(tmp_path / "reverse.csv", ["time,open,high,low,close,tick_volume",
+                                               "2024-01-02 10:00:00,1,1,1,1,1", "2024-01-02 11:00:00,1,1,1,1,1",
+                                               "2024-01-02T12:00:00+00:00,1,1,1,1,1"])
+    expect_error("mixed naive and tz-aware times", 3, lambda: read_table(reverse, symbol="X", timeframe="H1"))
+    garbage = write(tmp_path / "garbage.csv", ["time,open,high,low,close,tick_volume",
+                                               "2024-01-02 10:00:00,1,1,1,1,1", "yesterday,1,1,1,1,1"])
+    expect_error("invalid time", 2, lambda: read_table(garbage, symbol="X", timeframe="H1"))
 
 
 def test_timeframe_column_must_match_the_stated_timeframe(tmp_path):
@@ -342,3 +362,22 @@ def test_argument_errors_surface_before_iteration(tmp_path):
         iter_bars(tmp_path / "whatever.csv", symbol="X", timeframe="H1", server_tz="Nowhere/Land")
     with pytest.raises(ConfigError):
         iter_bars(tmp_path / "whatever.csv", symbol="X", timeframe="H1", batch_rows=0)
+
+
+def test_padded_and_blank_values(tmp_path):
+    lines = ["time,open,high,low,close,volume,spread", "2024-01-02 10:00, 1.1 ,1.3,1.0,1.2, 100 ,",
+             " 2024-01-02 11:00 ,1.1,1.3,1.0,1.2,100.0,3"]
+    bars = read_table(write(tmp_path / "p.csv", lines), symbol="X", timeframe="H1")
+    assert bars["open"].to_list() == [1.1, 1.1]
+    assert bars["tick_volume"].to_list() == [100, 100]
+    assert bars["spread"].to_list() == [None, 3]
+    assert bars["time"].to_list() == [utc(2024, 1, 2, 10), utc(2024, 1, 2, 11)]
+
+
+def test_validation_of_a_read_file_names_the_file_row(tmp_path):
+    rows = mt5_rows("2024.01.08", ["00:00", "01:00", "02:00", "03:00"])
+    rows[2] = rows[2].replace("\t1.1010\t", "\t1.0980\t")  # high below low on data row 3
+    path = write(tmp_path / "EURUSD_H1.csv", [MT5_HEADER, *rows, ""])  # a trailing blank line too
+    bars = read_mt5_export(path, symbol="EURUSD", timeframe="H1")
+    with pytest.raises(BarValidationError, match=r"^EURUSD_H1\.csv: row 3: high below low"):
+        validate_bars(bars, source=path.name)

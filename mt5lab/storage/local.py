@@ -14,7 +14,7 @@ import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -115,9 +115,15 @@ class LocalStore(OfflineStore):
             frame = pl.DataFrame(schema=feature_schema())
             return frame.select(columns) if columns else frame
         lf = _filter(pl.scan_parquet(path), "event_timestamp", symbols, start, end, end_inclusive=True)
-        if columns:
-            lf = lf.select(columns)
-        return lf.sort(["symbol", "event_timestamp"]).collect()
+        keep = list(columns) if columns else None
+        if keep is not None:
+            lf = lf.select(list(dict.fromkeys(["symbol", "event_timestamp", *keep])))
+        frame = lf.collect()
+        # Files are written sorted by (symbol, time), so a filtered scan is already in order; the
+        # check is O(n) and much cheaper than sorting millions of rows with their payload again.
+        if not _sorted_by_symbol_time(frame, "event_timestamp"):
+            frame = frame.sort(["symbol", "event_timestamp"])
+        return frame.select(keep) if keep is not None else frame
 
     def latest_features(self, timeframe, symbols=None) -> pl.DataFrame:
         path = self.features_path(timeframe)
@@ -154,6 +160,17 @@ class LocalStore(OfflineStore):
             created_timestamp_column="created_timestamp",
             description=f"mt5lab {tf} feature rows (Parquet), one per closed bar.",
         )
+
+
+def _sorted_by_symbol_time(frame: pl.DataFrame, tcol: str) -> bool:
+    """Sorted by symbol, then time? Time may only step back where the symbol changes."""
+    if frame.height < 2:
+        return True
+    s, t = frame["symbol"], frame[tcol]
+    if not s.is_sorted():
+        return False
+    back = (t.diff() < timedelta(0)).fill_null(False).arg_true()
+    return back.len() == 0 or bool((s.gather(back) != s.gather(back - 1)).all())
 
 
 def _filter(lf: pl.LazyFrame, tcol: str, symbols, start: datetime | None, end: datetime | None,

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 import numpy as np
 import polars as pl
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
@@ -75,26 +76,29 @@ def binary_copy_chunks(frame: pl.DataFrame, chunk_rows: int = 100_000) -> Iterat
     ncols = np.frombuffer(np.array([frame.width], ">i2").tobytes(), np.uint8)
     for off in range(0, frame.height, chunk_rows):
         part = frame.slice(off, chunk_rows)
-        n = part.height
-        mats, masks = [np.broadcast_to(ncols, (n, 2))], [None]
-        for s in part.iter_columns():
-            m, k = _column(s)
-            mats.append(m)
-            masks.append(k)
-        full = np.hstack(mats)
-        if all(k is None for k in masks):
-            yield full.tobytes()
-        else:
-            mask = np.hstack([np.ones(m.shape, bool) if k is None else k
-                              for m, k in zip(mats, masks, strict=True)])
-            yield full[mask].tobytes()
+        cols = [_column(s) for s in part.iter_columns()]
+        width = 2 + sum(m.shape[1] for m, _ in cols)
+        full = np.empty((part.height, width), np.uint8)
+        full[:, :2] = ncols
+        mask = None
+        pos = 2
+        for m, k in cols:
+            full[:, pos:pos + m.shape[1]] = m
+            if k is not None and not k.all():
+                if mask is None:
+                    mask = np.ones(full.shape, bool)
+                mask[:, pos:pos + m.shape[1]] = k
+            pos += m.shape[1]
+        yield full.tobytes() if mask is None else full[mask].tobytes()
     yield TRAILER
 
 
 def copy_in(cur, table: sql.Composable, frame: pl.DataFrame) -> None:
     """Binary COPY of ``frame`` into ``table`` (columns by name, in the frame's order)."""
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
-    with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)) as cp:
+    # The queued writer sends from a thread: encoding the next chunk overlaps the server's work.
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(table, cols)
+    with cur.copy(stmt, writer=QueuedLibpqWriter(cur)) as cp:
         for chunk in binary_copy_chunks(frame):
             cp.write(chunk)
 

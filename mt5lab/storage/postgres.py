@@ -59,6 +59,20 @@ def _reason(exc: BaseException) -> str:
     return redact(text)
 
 
+class _Secret:
+    """Holds a value whose repr/str never shows it (object dumps, debuggers, tracebacks)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+
 class PostgresStore(OfflineStore):
     profile = "postgres"
 
@@ -66,7 +80,7 @@ class PostgresStore(OfflineStore):
                  sslmode: str = "prefer"):
         self.host, self.port, self.database, self.user = host, int(port), database, user
         self.sslmode = sslmode
-        self.__password = password
+        self.__password = _Secret(password)
         self._conn: psycopg.Connection | None = None
 
     @classmethod
@@ -91,7 +105,7 @@ class PostgresStore(OfflineStore):
         """A new autocommit connection (session time zone UTC). Errors name server and user only."""
         try:
             return psycopg.connect(host=self.host, port=self.port, dbname=self.database, user=self.user,
-                                   password=self.__password, sslmode=self.sslmode, autocommit=True,
+                                   password=self.__password.value, sslmode=self.sslmode, autocommit=True,
                                    connect_timeout=10, application_name="mt5lab",
                                    options="-c TimeZone=UTC -c temp_buffers=128MB")
         except psycopg.Error as exc:
@@ -183,7 +197,32 @@ class PostgresStore(OfflineStore):
             raise StoreError(f"{what}: duplicate key {', '.join(f'{k}={row[k]}' for k in key)}; "
                              f"nothing stored")
 
-    def _upsert(self, cur, table: sql.Identifier, frame: pl.DataFrame, keep: str | None = None) -> WriteResult:
+    def _write_table(self, cur, table: sql.Identifier, frame: pl.DataFrame,
+                     keep: str | None = None) -> WriteResult:
+        """Upsert ``frame`` into ``table``: rows that cannot collide are COPYed in directly."""
+        if frame.height == 0:
+            return WriteResult(0, 0, 0)
+        cur.execute(sql.SQL(
+            "SELECT s.symbol, (SELECT min(time) FROM {t} WHERE symbol = s.symbol), "
+            "(SELECT max(time) FROM {t} WHERE symbol = s.symbol) "
+            "FROM unnest(%s::text[]) AS s(symbol)").format(t=table),
+            (frame["symbol"].unique().to_list(),))
+        stored = pl.DataFrame(cur.fetchall(), schema={"symbol": pl.String, "lo": pl.Datetime("us", "UTC"),
+                                                      "hi": pl.Datetime("us", "UTC")}, orient="row")
+        # A row before a symbol's first stored bar or after its last cannot hit a stored key.
+        j = frame.join(stored, on="symbol", how="left")
+        fresh = (j["lo"].is_null() | (j["time"] < j["lo"]) | (j["time"] > j["hi"])).to_numpy()
+        if fresh.all():
+            copy_in(cur, table, frame)
+            return WriteResult(frame.height, 0, 0)
+        if fresh.any():
+            copy_in(cur, table, frame.filter(fresh))
+        r = self._upsert(cur, table, frame.filter(~fresh), keep)
+        return WriteResult(int(fresh.sum()) + r.inserted, r.updated, r.unchanged)
+
+    @staticmethod
+    def _upsert(cur, table: sql.Identifier, frame: pl.DataFrame, keep: str | None) -> WriteResult:
+        """Stage, then INSERT ... ON CONFLICT DO UPDATE only where a value differs."""
         cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_STAGE))
         cur.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(_STAGE, table))
         copy_in(cur, _STAGE, frame)
@@ -213,7 +252,7 @@ class PostgresStore(OfflineStore):
         total = WriteResult(0, 0, 0)
         with self._write() as cur:
             for (tf,), part in sorted(bars.partition_by("timeframe", as_dict=True).items()):
-                r = self._upsert(cur, bars_table(tf), part.drop("timeframe"))
+                r = self._write_table(cur, bars_table(tf), part.drop("timeframe"))
                 total = WriteResult(total.inserted + r.inserted, total.updated + r.updated,
                                     total.unchanged + r.unchanged)
         return total
@@ -222,7 +261,7 @@ class PostgresStore(OfflineStore):
         frame = features.select(list(feature_schema()))
         self._check_unique(frame, list(_KEY), f"features {check_timeframe(timeframe)}")
         with self._write() as cur:
-            return self._upsert(cur, features_table(timeframe), frame, keep="created_timestamp")
+            return self._write_table(cur, features_table(timeframe), frame, keep="created_timestamp")
 
     # -- reads -------------------------------------------------------------------------------
     def _read(self, table, schema: dict, tcol: str, symbols, start, end, end_inclusive: bool,
