@@ -44,6 +44,8 @@ report: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compute.py
+	$(BIN)/python benchmarks/bench_ingest_pg.py
+	$(BIN)/python benchmarks/bench_materialize.py
 
 clean-data:
 	rm -rf data/ reports/

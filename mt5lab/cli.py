@@ -82,7 +82,7 @@ def cli() -> None:
 @common
 def ingest(paths, samples, symbol, timeframe, fmt, server_tz, calendar, profile):
     """Validate bar files and upsert them into the offline store (all or nothing)."""
-    from mt5lab.ingest import load_samples, load_sources, write
+    from mt5lab.ingest import load_samples, write
 
     if not paths and not samples:
         raise click.UsageError("give bar files, or --sample")
@@ -92,10 +92,13 @@ def ingest(paths, samples, symbol, timeframe, fmt, server_tz, calendar, profile)
     if samples:
         names = None if "ALL" in samples else [s.upper() for s in samples]
         bars, reports = load_samples(names)
-    else:
-        bars, reports = load_sources(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
-                                     server_tz=server_tz, calendar=calendar)
-    res = write(store, bars, reports)
+        res = write(store, bars, reports)
+    else:  # streamed in batches (bounded memory), validated whole, then one write (mt5lab.ingest_stream)
+        from mt5lab.ingest_stream import ingest_files
+
+        res = ingest_files(store, paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
+                           server_tz=server_tz, calendar=calendar)
+        reports = res.reports
     for rep in reports:
         s = rep.summary()
         click.echo(f"{s.get('source', '')}: {s['rows']} rows, {s['gaps']} gaps "

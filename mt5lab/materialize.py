@@ -61,6 +61,21 @@ def _differs(offline: pl.DataFrame, online: pl.DataFrame) -> np.ndarray:
     return diff
 
 
+def _redis(tables, latest: pl.DataFrame, full: bool, progress: bool) -> pl.DataFrame:
+    """Redis: compare and write Feast's exact bytes, one pipeline each (:mod:`mt5lab.redis_rows`)."""
+    from mt5lab.redis_rows import RedisRows
+
+    rr = RedisRows(tables)
+    done = []
+    for chunk in bar(list(latest.iter_slices(5_000)), f"materialize {tables.timeframe}", "batch", progress):
+        keys, values = rr.encode(chunk)
+        mask = np.ones(len(keys), bool) if full else rr.differing(keys, values)
+        rr.write([k for k, m in zip(keys, mask, strict=True) if m],
+                 [v for v, m in zip(values, mask, strict=True) if m])
+        done.append(chunk.filter(pl.Series(mask)))
+    return pl.concat(done)
+
+
 def materialize(store: OfflineStore, profile=None, timeframe: str = "D1",
                 symbols: list[str] | None = None, full: bool = False,
                 progress: bool = True) -> MaterializeResult:
@@ -78,12 +93,15 @@ def materialize(store: OfflineStore, profile=None, timeframe: str = "D1",
         # Feast's own OnlineStore write path (same keys and encodings), without its per-call
         # registry lookups, and without Redis' "not newer" dedup that would drop a revised bar.
         tables = OnlineTables(profile, tf)
-        todo = latest
-        if not full:
-            todo = latest.filter(pl.Series(_differs(latest, _online_latest(tables, latest["symbol"].to_list()))))
-        if todo.height:
+        if getattr(tables.config.online_store, "type", None) == "redis":
+            todo = _redis(tables, latest, full, progress)
+        else:
+            todo = latest
+            if not full:
+                todo = latest.filter(pl.Series(_differs(latest, _online_latest(tables, latest["symbol"].to_list()))))
             for chunk in bar(list(todo.iter_slices(5_000)), f"materialize {tf}", "batch", progress):
                 tables.write_latest(chunk)
+        if todo.height:
             for fv, _ in tables.views:
                 fs.registry.apply_materialization(fv, fs.project, todo["event_timestamp"].min(),
                                                   todo["event_timestamp"].max())

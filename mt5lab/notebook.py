@@ -118,6 +118,19 @@ class Session:
         return {tf: self.apply(tf) for tf in timeframes}
 
 
+def _display_options() -> None:
+    """Tables as a person reads them: whole descriptions, all 42 features, no wrapping."""
+    import pandas as pd
+    import polars as pl
+
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_rows", 120)
+    pd.set_option("display.max_columns", 60)
+    pd.set_option("display.width", 250)
+    pl.Config.set_tbl_rows(50)
+    pl.Config.set_fmt_str_lengths(80)
+
+
 def _show_png(path: Path) -> None:
     try:
         from IPython import get_ipython
@@ -138,6 +151,7 @@ def start(name: str, *, profile: str = "local", data_dir: str = "", out_dir: str
     from mt5lab.storage import open_store
 
     install_log_redaction()
+    _display_options()
     out = out_directory(out_dir)
     prof_name = profile_name(profile)
     if data_dir:

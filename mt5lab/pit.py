@@ -12,11 +12,14 @@ store (``... >= entity_timestamp - ttl * interval '1' second``) compare), ties o
 Look-ahead: ``event_timestamp`` is the bar's *close* (:mod:`mt5lab.catalog`), so ``<= t`` admits only
 bars closed by ``t``. The join never looks at rows after ``t``: the as-of search is ``backward``.
 
-How: one read of the key columns (symbol and time bounds pushed down to the store: a Parquet scan
-filter or SQL ``WHERE``), one as-of join (``by=symbol``) giving, per entity row, the position of its
-feature row, then the feature columns are read a few views at a time and gathered at those
-positions, so peak memory is the keys plus one batch of columns, not the whole table. The row count
-is checked after every step: a join that changed it raises :class:`MaxLossExceeded`.
+How (any store): one read of the key columns with the symbols and ``[min(t) - ttl, max(t)]`` pushed
+down (a Parquet scan filter, or SQL ``WHERE``); a backward as-of search per symbol (one
+``numpy.searchsorted`` over ``symbol code * width + time``, no sort of the store) giving each entity
+row the position of its feature row; then the feature columns are read a few views at a time and
+gathered at those positions (in ascending order, then permuted back), so peak memory is the keys
+plus one batch of columns, not the whole table. On PostgreSQL, frames up to
+:data:`mt5lab.pit_sql.LATERAL_MAX_ROWS` rows are joined by the server instead (:mod:`mt5lab.pit_sql`).
+The row count is checked after every step: a step that changed it raises :class:`MaxLossExceeded`.
 """
 
 from __future__ import annotations
@@ -190,7 +193,7 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
     for feats in bar(batches, f"training set {tf}", "batch", progress and len(batches) > 1):
         names = [f.name for f in feats]
         cols = store.read_features(tf, symbols, start, end, columns=[_SYM, _T, *names])
-        got = cols[_T].rechunk().gather(idx).dt.epoch("us") if cols.height == raw else None
+        got = _gather(cols[_T], gidx, inv).dt.epoch("us") if cols.height == raw else None
         if got is None or not ((got == fts) | (got.is_null() & fts.is_null())).fill_null(False).all():
             raise StoreError("the offline store changed between reads of one training set (rows moved); "
                              "retry when no build or ingest is running")

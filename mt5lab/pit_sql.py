@@ -6,7 +6,8 @@ scan (primary key ``(symbol, time)``); the result comes back through ``COPY TO``
 fetch), in input order. The predicate is Feast's: ``t - ttl <= event_timestamp <= t``, latest
 ``event_timestamp`` then latest ``created_timestamp``.
 
-The extra ``time`` bounds only make the index usable: ``time <= event_timestamp`` (a bar is never
+The extra ``time`` bounds only make the index usable (an ``OFFSET 0`` fence keeps the planner from
+mixing in the ``event_timestamp`` index, which it does on a freshly loaded, unanalysed table): ``time <= event_timestamp`` (a bar is never
 known before it opens) and ``event_timestamp = time + timeframe`` (mt5lab's availability rule,
 :mod:`mt5lab.catalog`) put every candidate row at ``t - ttl - timeframe <= time <= t``.
 PostgreSQL holds microseconds: entity times are floored to microseconds for the query (exact for
@@ -48,9 +49,9 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
     inner = sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in ["event_timestamp", *feats])
     query = sql.SQL(
         "SELECT {out} FROM {keys} k LEFT JOIN LATERAL ("
-        " SELECT {inner} FROM {table} f"
-        " WHERE f.symbol = k.symbol AND f.time <= k.t AND f.time >= k.t - %(win)s"
-        " AND f.event_timestamp <= k.t AND f.event_timestamp >= k.t - %(ttl)s"
+        " SELECT {inner} FROM (SELECT * FROM {table} c"
+        "  WHERE c.symbol = k.symbol AND c.time <= k.t AND c.time >= k.t - %(win)s OFFSET 0) f"
+        " WHERE f.event_timestamp <= k.t AND f.event_timestamp >= k.t - %(ttl)s"
         " ORDER BY f.event_timestamp DESC, f.created_timestamp DESC LIMIT 1) f ON TRUE"
         " ORDER BY k.row_id").format(out=select_list(out_schema), keys=_KEYS, inner=inner,
                                      table=features_table(tf))
@@ -60,6 +61,7 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
                                 "t timestamptz)").format(_KEYS))
             copy_in(cur, _KEYS, frame)
             cur.execute(sql.SQL("ANALYZE {}").format(_KEYS))
+            cur.execute("SET jit = off")  # short per-row probes: compiling costs more than it saves
             got = copy_out(cur, query, {"win": span + step, "ttl": span}, out_schema)
     except StoreError:
         raise

@@ -44,6 +44,9 @@ NY_CLOSE = "NY+7"
 UTC+3 in summer, switching on US dates). No IANA zone has this rule; Europe/Athens is an hour off for
 a few weeks each year."""
 NY_CLOSE_SHIFT = timedelta(hours=7)
+_BLOCK = 1 << 20
+"""pyarrow's streaming CSV reader reads ~40 blocks ahead: 1 MiB blocks keep that near 40 MiB (64 MiB
+blocks would buffer a 2 GB file whole)."""
 _AWARE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d:?\d\d)$"  # a clock time with a UTC offset
 
 _MT5 = {"<DATE>": "date", "<TIME>": "clock", "<OPEN>": "open", "<HIGH>": "high", "<LOW>": "low",
@@ -338,7 +341,7 @@ def _csv_batches(path: Path, layout: TextLayout, ctx: _Ctx, batch_rows: int) -> 
     reader = pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, encoding=layout.arrow_encoding,
-                                       block_size=min(max(batch_rows * 64, 1 << 20), 1 << 26)),
+                                       block_size=_BLOCK),
         parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names}),
     )

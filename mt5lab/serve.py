@@ -34,6 +34,16 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _fresh_connections(fs) -> None:
+    """In a forked worker: drop the SQL registry's pooled connections inherited from the master
+    (two processes on one PostgreSQL socket mix up their results); each worker opens its own."""
+    registry = fs.registry
+    for name in ("write_engine", "read_engine"):
+        engine = getattr(registry, name, None)
+        if engine is not None:
+            engine.dispose(close=False)
+
+
 def serve(profile=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           timeframe: str = DEFAULT_TIMEFRAME, workers: int = 2, registry_ttl_sec: int = 60,
           access_log: bool = False, feast_handler: bool = False, echo=print) -> None:
@@ -74,6 +84,10 @@ def serve(profile=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     init_auth_manager(auth_type=auth_type, server_type=ServerType.REST, auth_config=fs.config.auth_config)
 
     class Application(feature_server.FeastServeApplication):
+        def load_config(self):
+            super().load_config()
+            self.cfg.set("post_fork", lambda server, worker: _fresh_connections(fs))
+
         def load(self):
             app = super().load()
             if fast:

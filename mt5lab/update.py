@@ -169,6 +169,8 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     report = validate_bars(frame, source=source, calendar=cal)  # raises on mixed timeframes too
     if frame.height == 0:
         return UpdateResult(tf, 0, WriteResult(0, 0, 0), WriteResult(0, 0, 0), report=report)
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
     _check_closed(frame, tf, now or datetime.now(UTC), source)
     tables = reader(prof, tf).tables if online else None  # fails before any write if not applied
     with store.lock():

@@ -5,6 +5,7 @@ Expected values come from plain polars on the inputs (or from the catalog), neve
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -83,8 +84,8 @@ def test_migration_is_idempotent_and_matches_the_catalog(store):
                                 ).fetchall()
         pk = conn.execute("SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = "
                           "'features.d1'::regclass AND indisprimary").fetchone()[0]
-        idx = conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'market_data' "
-                           "AND tablename = 'ohlcv_m1'").fetchall()
+        idx = conn.execute("SELECT schemaname, tablename, indexdef FROM pg_indexes "
+                           "WHERE schemaname IN ('market_data', 'features')").fetchall()
     assert [c for c, _ in cols] == list(FEATURE_COLUMNS)
     types = dict(cols)
     assert all(types[c] == "timestamp with time zone" for c in ("time", "event_timestamp", "created_timestamp"))
@@ -92,7 +93,11 @@ def test_migration_is_idempotent_and_matches_the_catalog(store):
     assert [c for c, _ in bar_cols] == [c for c in BAR_SCHEMA if c != "timeframe"]
     assert dict(bar_cols)["time"] == "timestamp with time zone"
     assert pk.endswith("(symbol, \"time\")")
-    assert any("brin" in d and '("time")' in d for (d,) in idx)
+    for tf in TIMEFRAMES:  # every table: its primary key and its time index
+        bar_idx = [d for s, t, d in idx if (s, t) == ("market_data", f"ohlcv_{tf.lower()}")]
+        feat_idx = [d for s, t, d in idx if (s, t) == ("features", tf.lower())]
+        assert len(bar_idx) == 2 and any('USING brin ("time")' in d for d in bar_idx), bar_idx
+        assert len(feat_idx) == 2 and any("USING btree (event_timestamp)" in d for d in feat_idx), feat_idx
 
 
 def test_bars_round_trip_exactly_with_hostile_symbols(store):
@@ -181,8 +186,9 @@ def test_a_failed_ingest_stores_nothing(store):
     good = bars(["A"], 20)
     store.write_bars(good)
     before = store.counts()
-    bad = pl.concat([bars(["B"], 20, "H1"),  # written first (H1 < ... sorted), then rolled back
-                     bars(["C"], 5).with_columns(pl.lit(None, pl.Float64).alias("close"))])
+    # D1 is written first (timeframes go in sorted order), then H1 fails: D1 must be rolled back too.
+    bad = pl.concat([bars(["B"], 20, "D1"),
+                     bars(["C"], 5, "H1").with_columns(pl.lit(None, pl.Float64).alias("close"))])
     with pytest.raises(StoreError, match="rolled back, nothing stored") as err:
         store.write_bars(bad)
     assert "\n" not in str(err.value)
@@ -261,3 +267,52 @@ def test_bulk_copy_encodes_nulls_nan_and_extremes(store):
     assert np.isnan(got["open"][0]) and got["open"].to_list()[1:] == [float("inf"), -float("inf"), 1e-308]
     with psycopg.connect(host="127.0.0.1", port=5432, dbname=store.database, user="postgres") as conn:
         assert conn.execute("SELECT count(*) FROM market_data.ohlcv_m1 WHERE spread IS NULL").fetchone()[0] == 2
+
+
+def test_materialize_to_redis_writes_only_changes_and_matches_offline(tmp_path, monkeypatch):
+    """Redis skips a write whose event timestamp is not newer than the stored one; a revised latest
+    bar has the same timestamp. mt5lab's materialize must still rewrite it, and only it."""
+    from mt5lab import store as store_mod
+    from mt5lab.build import build
+    from mt5lab.materialize import materialize
+    from mt5lab.online import online_frame
+    from mt5lab.sandbox import postgres_profile_env
+    from mt5lab.storage import open_store
+    from mt5lab.store import apply
+    from tests.conftest import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
+    with postgres_profile_env():
+        store_mod._STORES.clear()
+        try:
+            st = open_store("postgres")
+            b = bars(["A", "B", "C"], 300)
+            st.write_bars(b)
+            build(st, progress=False)
+            apply("postgres", "D1")
+            assert materialize(st, "postgres", "D1", progress=False).written == 3
+            assert materialize(st, "postgres", "D1", progress=False).written == 0
+            last_b = (pl.col("symbol") == "B") & (pl.col("time") == b["time"].max())
+            st.write_bars(b.filter(last_b).with_columns(pl.col("close") * 1.01, pl.col("high") * 1.02))
+            build(st, progress=False)
+            assert materialize(st, "postgres", "D1", progress=False).written == 1
+            off = st.latest_features("D1").sort("symbol")
+            on = online_frame(["A", "B", "C"], "D1", "postgres")  # Feast's get_online_features
+            assert on["close"].tolist()[1] == pytest.approx(b.filter(last_b)["close"][0] * 1.01, rel=1e-15)
+            for name in FEATURE_NAMES:
+                want = [None if v is None else v for v in off[name].to_list()]
+                got = [None if v is None or v != v else v for v in on[name].tolist()]
+                assert got == want, name
+            # mt5lab writes Feast's own bytes: after Feast's materialize, nothing differs.
+            from datetime import datetime as dt
+
+            import redis
+
+            redis.Redis(host=os.environ["MT5LAB_REDIS_HOST"], port=int(os.environ["MT5LAB_REDIS_PORT"]),
+                        password=os.environ["MT5LAB_REDIS_PASSWORD"]).flushdb()
+            store_mod.feature_store("postgres", "D1").materialize(T0, dt.now(UTC))
+            assert materialize(st, "postgres", "D1", progress=False).written == 0
+            assert materialize(st, "postgres", "D1", full=True, progress=False).written == 3
+        finally:
+            store_mod._STORES.clear()

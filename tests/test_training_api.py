@@ -147,6 +147,19 @@ def test_labels_match_numpy_oracle(store):
         assert r["label_end_timestamp"] == (None if want3 is None else ct[k + 3])
 
 
+def test_empty_frame_and_nanosecond_boundaries(store):
+    empty = training_set(_ent([]), labels=["fwd_return_1"], progress=False)
+    assert len(empty) == 0 and list(empty.columns)[:2] == ["symbol", "event_timestamp"]
+    assert "sma_200" in empty.columns and "fwd_return_1" in empty.columns
+    c = store["bars"].filter(pl.col("symbol") == "AAA")["close"].to_list()
+    close10, last = pd.Timestamp(T0 + 11 * D1), pd.Timestamp(T0 + N["AAA"] * D1)
+    ns = pd.Timedelta(1, "ns")
+    t = pd.Series([close10 - ns, close10, last + ttl("D1"), last + ttl("D1") + ns]).dt.tz_convert("UTC")
+    out = training_set(pd.DataFrame({"symbol": "AAA", "event_timestamp": t}), ["ohlcv_features:close"],
+                       progress=False)
+    assert out["close"].tolist()[:3] == [c[9], c[10], c[-1]] and np.isnan(out["close"].iloc[3])
+
+
 # --- the row-count guard ------------------------------------------------------------------------------
 
 def test_a_join_that_loses_rows_raises(store, monkeypatch):
@@ -191,6 +204,7 @@ def test_duplicate_store_rows_break_ties_by_created_timestamp(store, tmp_path):
 
 # --- manifest, hash, SavedDataset -------------------------------------------------------------------
 
+@pytest.mark.filterwarnings("ignore:Retrieving datasets is an experimental feature")
 def test_manifest_and_content_hash(store, tmp_path):
     edf = _ent([("AAA", T0 + 30 * D1), ("BBB", T0 + 40 * D1 + timedelta(hours=3)), ("ZZZ", T0 + 5 * D1)])
     df = training_set(edf, labels=["fwd_return_5"], progress=False)

@@ -39,9 +39,8 @@ def profile(request, tmp_path, monkeypatch):
     if request.param == "local":
         yield "local"
     else:
-        from tests.conftest import require_service
-
         from mt5lab.sandbox import postgres_profile_env
+        from tests.conftest import require_service
 
         require_service("PostgreSQL", "127.0.0.1", 5432)
         with postgres_profile_env():

@@ -103,15 +103,16 @@ def copy_in(cur, table: sql.Composable, frame: pl.DataFrame) -> None:
             cp.write(chunk)
 
 
-def select_list(schema: dict[str, pl.DataType]) -> sql.Composable:
+def select_list(schema: dict[str, pl.DataType], alias: str | None = None) -> sql.Composable:
     """Columns for :func:`copy_out`: datetimes as exact integer Unix microseconds."""
     items = []
     for name, dt in schema.items():
         ident = sql.Identifier(name)
+        col = sql.SQL("{}.{}").format(sql.Identifier(alias), ident) if alias else ident
         if isinstance(dt, pl.Datetime):
-            items.append(sql.SQL("(extract(epoch FROM {0}) * 1000000)::int8 AS {0}").format(ident))
+            items.append(sql.SQL("(extract(epoch FROM {}) * 1000000)::int8 AS {}").format(col, ident))
         else:
-            items.append(ident)
+            items.append(col)
     return sql.SQL(", ").join(items)
 
 

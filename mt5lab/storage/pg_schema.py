@@ -80,9 +80,9 @@ def _create_table(cur, schema: str, name: str, columns: list[tuple[str, str]], i
     cols = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(n), sql.SQL(t)) for n, t in columns)
     cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY (symbol, time))").format(table, cols))
     # Columns the catalog gained since the table was created (new features are nullable).
-    for name, typ in columns:
+    for col, typ in columns:
         cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
-            table, sql.Identifier(name), sql.SQL(typ.replace(" NOT NULL", ""))))
+            table, sql.Identifier(col), sql.SQL(typ.replace(" NOT NULL", ""))))
     column, method = index
     idx = sql.Identifier(f"{name}_{column}_idx")  # lives in the table's schema
     cur.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(

@@ -2,12 +2,12 @@
 
 Layout and migration: :mod:`mt5lab.storage.pg_schema`. Bulk paths: :mod:`mt5lab.storage.pg_copy`.
 
-Writes: the frame is COPYed (binary) into a temporary staging table, then one
-``INSERT ... ON CONFLICT (symbol, time) DO UPDATE ... WHERE ROW(stored) IS DISTINCT FROM
-ROW(new)`` moves it into place. Every timeframe of a call runs in ONE transaction, so a failure
-anywhere stores nothing. Unchanged rows are not touched at all, so a feature row keeps its
-``created_timestamp`` unless a value changed (the semantics of ``merge_upsert``). Symbols are
-values bound as data (COPY, parameters), never SQL text: ``x'); DROP TABLE ...`` is just a symbol.
+Writes (:mod:`mt5lab.storage.pg_write`): binary COPY straight in where no stored key can collide,
+else a staging table and ``INSERT ... ON CONFLICT DO UPDATE`` only where a value differs.
+Every timeframe of a call runs in ONE transaction, so a failure anywhere stores nothing. Unchanged
+rows are not touched, so a feature row keeps its ``created_timestamp`` unless a value changed (the
+semantics of ``merge_upsert``). Symbols are values bound as data (COPY, parameters), never SQL
+text: ``x'); DROP TABLE ...`` is just a symbol.
 
 Reads: ``COPY (SELECT ...) TO STDOUT`` parsed by polars; no row-by-row fetch.
 
@@ -17,7 +17,6 @@ this object only, never in its repr, messages or logs.
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 from datetime import datetime
 
@@ -30,9 +29,9 @@ from mt5lab.catalog import TIMEFRAMES, check_timeframe
 from mt5lab.errors import ConfigError, StoreError
 from mt5lab.redact import redact
 from mt5lab.storage.base import OfflineStore, WriteResult, feature_schema
-from mt5lab.storage.pg_copy import copy_in, copy_out, select_list
+from mt5lab.storage.pg_copy import copy_out, select_list
+from mt5lab.storage.pg_lock import advisory, reentrant
 from mt5lab.storage.pg_schema import (
-    LOCK_CLASS,
     LOCK_REGISTRY,
     LOCK_WRITER,
     Migration,
@@ -41,12 +40,10 @@ from mt5lab.storage.pg_schema import (
     features_table_name,
     migrate,
 )
+from mt5lab.storage.pg_write import write_table
 
 _KEY = ("symbol", "time")
-_STAGE = sql.Identifier("mt5lab_stage")
 _MIGRATED: dict[tuple, Migration] = {}
-_HELD: dict[tuple, int] = {}  # (server, thread) -> depth of lock() held by this process
-_HELD_GUARD = threading.Lock()
 
 
 def _reason(exc: BaseException) -> str:
@@ -109,7 +106,11 @@ class PostgresStore(OfflineStore):
                                    connect_timeout=10, application_name="mt5lab",
                                    options="-c TimeZone=UTC -c temp_buffers=128MB")
         except psycopg.Error as exc:
-            raise StoreError(f"{self.where}: {_reason(exc)}") from None
+            hint = ""
+            if "does not exist" in str(exc) and "database" in str(exc):
+                hint = (f" (create it once: createdb -h {self.host} -p {self.port} -U {self.user} "
+                        f"{self.database})")
+            raise StoreError(f"{self.where}: {_reason(exc)}{hint}") from None
 
     @property
     def _db(self) -> psycopg.Connection:
@@ -144,41 +145,13 @@ class PostgresStore(OfflineStore):
             self._conn.close()
             self._conn = None
 
-    @contextmanager
-    def _advisory(self, objid: int):
-        conn = self.connect()
-        try:
-            conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, objid))
-            yield
-        finally:
-            conn.close()  # ending the session releases its advisory locks
-
-    @contextmanager
     def lock(self):
-        """The writer lock (``pg_advisory_lock`` on a dedicated connection), re-entrant per thread."""
-        key = (*self._server, threading.get_ident())
-        with _HELD_GUARD:
-            depth = _HELD.get(key, 0)
-            if depth:
-                _HELD[key] = depth + 1
-        if depth:
-            try:
-                yield
-            finally:
-                with _HELD_GUARD:
-                    _HELD[key] -= 1
-            return
-        with self._advisory(LOCK_WRITER):
-            _HELD[key] = 1
-            try:
-                yield
-            finally:
-                with _HELD_GUARD:
-                    del _HELD[key]
+        """The writer lock: ``pg_advisory_lock`` on a dedicated connection, re-entrant per thread."""
+        return reentrant(self.connect, self._server, LOCK_WRITER)
 
     def registry_lock(self):
         """Serializes Feast SQL-registry bootstrap (table creation) across processes."""
-        return self._advisory(LOCK_REGISTRY)
+        return advisory(self.connect, LOCK_REGISTRY)
 
     @contextmanager
     def _write(self):
@@ -197,62 +170,13 @@ class PostgresStore(OfflineStore):
             raise StoreError(f"{what}: duplicate key {', '.join(f'{k}={row[k]}' for k in key)}; "
                              f"nothing stored")
 
-    def _write_table(self, cur, table: sql.Identifier, frame: pl.DataFrame,
-                     keep: str | None = None) -> WriteResult:
-        """Upsert ``frame`` into ``table``: rows that cannot collide are COPYed in directly."""
-        if frame.height == 0:
-            return WriteResult(0, 0, 0)
-        cur.execute(sql.SQL(
-            "SELECT s.symbol, (SELECT min(time) FROM {t} WHERE symbol = s.symbol), "
-            "(SELECT max(time) FROM {t} WHERE symbol = s.symbol) "
-            "FROM unnest(%s::text[]) AS s(symbol)").format(t=table),
-            (frame["symbol"].unique().to_list(),))
-        stored = pl.DataFrame(cur.fetchall(), schema={"symbol": pl.String, "lo": pl.Datetime("us", "UTC"),
-                                                      "hi": pl.Datetime("us", "UTC")}, orient="row")
-        # A row before a symbol's first stored bar or after its last cannot hit a stored key.
-        j = frame.join(stored, on="symbol", how="left")
-        fresh = (j["lo"].is_null() | (j["time"] < j["lo"]) | (j["time"] > j["hi"])).to_numpy()
-        if fresh.all():
-            copy_in(cur, table, frame)
-            return WriteResult(frame.height, 0, 0)
-        if fresh.any():
-            copy_in(cur, table, frame.filter(fresh))
-        r = self._upsert(cur, table, frame.filter(~fresh), keep)
-        return WriteResult(int(fresh.sum()) + r.inserted, r.updated, r.unchanged)
-
-    @staticmethod
-    def _upsert(cur, table: sql.Identifier, frame: pl.DataFrame, keep: str | None) -> WriteResult:
-        """Stage, then INSERT ... ON CONFLICT DO UPDATE only where a value differs."""
-        cur.execute(sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(_STAGE))
-        cur.execute(sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(_STAGE, table))
-        copy_in(cur, _STAGE, frame)
-        cur.execute(sql.SQL("ANALYZE {}").format(_STAGE))
-        cur.execute(sql.SQL("SELECT count(*) FROM {} s JOIN {} t USING (symbol, time)").format(_STAGE, table))
-        existing = cur.fetchone()[0]
-        cols = frame.columns
-        values = [c for c in cols if c not in _KEY]
-        compared = [c for c in values if c != keep]
-        ident = sql.Identifier
-        cur.execute(sql.SQL(
-            "INSERT INTO {t} AS t ({cols}) SELECT {cols} FROM {s} "
-            "ON CONFLICT (symbol, time) DO UPDATE SET {sets} "
-            "WHERE ROW({old}) IS DISTINCT FROM ROW({new})").format(
-            t=table, s=_STAGE, cols=sql.SQL(", ").join(map(ident, cols)),
-            sets=sql.SQL(", ").join(sql.SQL("{0} = EXCLUDED.{0}").format(ident(c)) for c in values),
-            old=sql.SQL(", ").join(sql.SQL("t.{}").format(ident(c)) for c in compared),
-            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(ident(c)) for c in compared)))
-        changed = cur.rowcount
-        cur.execute(sql.SQL("DROP TABLE {}").format(_STAGE))
-        inserted = frame.height - existing
-        return WriteResult(inserted, changed - inserted, frame.height - changed)
-
     def write_bars(self, bars: pl.DataFrame) -> WriteResult:
         bars = bars.select(list(BAR_SCHEMA))
         self._check_unique(bars, ["symbol", "timeframe", "time"], "bars")
         total = WriteResult(0, 0, 0)
         with self._write() as cur:
             for (tf,), part in sorted(bars.partition_by("timeframe", as_dict=True).items()):
-                r = self._write_table(cur, bars_table(tf), part.drop("timeframe"))
+                r = write_table(cur, bars_table(tf), part.drop("timeframe"))
                 total = WriteResult(total.inserted + r.inserted, total.updated + r.updated,
                                     total.unchanged + r.unchanged)
         return total
@@ -261,7 +185,7 @@ class PostgresStore(OfflineStore):
         frame = features.select(list(feature_schema()))
         self._check_unique(frame, list(_KEY), f"features {check_timeframe(timeframe)}")
         with self._write() as cur:
-            return self._write_table(cur, features_table(timeframe), frame, keep="created_timestamp")
+            return write_table(cur, features_table(timeframe), frame, keep="created_timestamp")
 
     # -- reads -------------------------------------------------------------------------------
     def _read(self, table, schema: dict, tcol: str, symbols, start, end, end_inclusive: bool,
@@ -305,9 +229,32 @@ class PostgresStore(OfflineStore):
         return frame.select(columns) if columns else frame
 
     def latest_features(self, timeframe, symbols=None) -> pl.DataFrame:
-        return self._read(features_table(timeframe), feature_schema(), "event_timestamp", symbols,
-                          None, None, True,
-                          sql.SQL("symbol, event_timestamp DESC, created_timestamp DESC"), distinct=True)
+        """The newest row per symbol: one primary-key probe per symbol, not a scan.
+
+        Symbols come from a skip scan of the primary key (a recursive CTE, ~2 index probes per
+        symbol) or from ``symbols``; each one's newest row is ``ORDER BY time DESC LIMIT 1`` on the
+        key. ``event_timestamp`` is ``time`` plus the bar duration in every row, so the newest bar
+        is the newest ``event_timestamp``. ``DISTINCT ON`` reads every row: 100x slower at 300 bars.
+        """
+        table, schema = features_table(timeframe), feature_schema()
+        if symbols is None:
+            syms = sql.SQL(
+                "WITH RECURSIVE s(symbol) AS ((SELECT symbol FROM {t} ORDER BY symbol LIMIT 1) UNION ALL "
+                "SELECT (SELECT symbol FROM {t} WHERE symbol > s.symbol ORDER BY symbol LIMIT 1) FROM s "
+                "WHERE s.symbol IS NOT NULL) SELECT symbol FROM s WHERE symbol IS NOT NULL").format(t=table)
+            params = {}
+        else:
+            syms = sql.SQL("SELECT DISTINCT unnest(%(symbols)s::text[]) AS symbol")
+            params = {"symbols": [str(s) for s in symbols]}
+        query = sql.SQL("SELECT {cols} FROM ({syms}) AS k CROSS JOIN LATERAL (SELECT * FROM {t} AS f "
+                        "WHERE f.symbol = k.symbol ORDER BY f.time DESC LIMIT 1) AS f ORDER BY f.symbol").format(
+            cols=select_list(schema, "f"),
+            syms=syms, t=table)
+        try:
+            with self._db.cursor() as cur:
+                return copy_out(cur, query, params, schema)
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: read failed: {_reason(exc)}") from None
 
     def _nonempty(self, table) -> bool:
         return self._db.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table)).fetchone()[0]
