@@ -37,7 +37,7 @@ from mt5lab.errors import BarValidationError, StoreError
 from mt5lab.ingest import IngestResult
 from mt5lab.storage.base import OfflineStore, WriteResult, merge_upsert
 
-BATCH_ROWS = 250000
+BATCH_ROWS = 100_000
 
 
 @dataclass
@@ -71,15 +71,17 @@ def _ascending() -> pl.Expr:
 
 
 def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, server_tz, calendar,
-                batch_rows) -> None:
+                batch_rows, progress) -> None:
+    from mt5lab.progress import bar
     from mt5lab.readers import iter_bars
     from mt5lab.validate import validate_bars
 
     carry: pl.DataFrame | None = None  # last bar of each series so far (already validated)
     parts, rows, in_order, writer, prev, rng = [], 0, True, None, None, None
     try:
-        for batch in iter_bars(path, symbol=symbol, timeframe=timeframe, format=format,
-                               server_tz=server_tz, batch_rows=batch_rows):
+        batches = iter_bars(path, symbol=symbol, timeframe=timeframe, format=format, server_tz=server_tz,
+                            batch_rows=batch_rows)
+        for batch in bar(batches, f"validate {Path(path).name}", "batch", progress):
             frame = batch if carry is None else pl.concat([carry, batch])
             rep = validate_bars(frame, source=str(path), calendar=calendar)
             if carry is not None:  # rows of the carry were reported with their own batch
@@ -136,12 +138,11 @@ def stage(paths: Iterable[str | Path], workdir: Path, *, symbol: str | None, tim
           format: str = "auto", server_tz: str = "UTC", calendar: str = "fx",
           batch_rows: int = BATCH_ROWS, progress: bool = True) -> Staged:
     """Phase 1: read and validate every file in batches into ``workdir``; raise on the first bad row."""
-    from mt5lab.progress import bar
-
     staged = Staged(Path(workdir))
-    for i, path in enumerate(bar(list(paths), "read", "file", progress)):
+    for i, path in enumerate(paths):
         _stage_file(path, staged.dir / f"input-{i}.parquet", staged, symbol=symbol, timeframe=timeframe,
-                    format=format, server_tz=server_tz, calendar=calendar, batch_rows=batch_rows)
+                    format=format, server_tz=server_tz, calendar=calendar, batch_rows=batch_rows,
+                    progress=progress)
     _check_across(staged)
     return staged
 

@@ -71,9 +71,13 @@ def _keys_of_store(store, tf: str, symbols, start, end) -> tuple[pl.DataFrame, p
     the number of rows read. Rows must come sorted by symbol, then time (the stores' contract); if
     not, or if two rows share a timestamp, they are sorted and the tie goes to the latest
     ``created_timestamp``, Feast's rule."""
-    k = store.read_features(tf, symbols, start, end, columns=[_SYM, _T, "created_timestamp"])
+    return _keys_from_frame(store.read_features(tf, symbols, start, end,
+                                                columns=[_SYM, _T, "created_timestamp"]))
+
+
+def _keys_from_frame(k: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series, int]:
     raw = k.height
-    k = k.with_row_index(_RIDX).filter(pl.col(_T).is_not_null())
+    k = k.select(_SYM, _T, "created_timestamp").with_row_index(_RIDX).filter(pl.col(_T).is_not_null())
     if not _strictly_ordered(k[_SYM], k[_T]):  # not the stores' contract, but cheap to honour
         k = (k.sort([_SYM, _T, "created_timestamp", _RIDX], nulls_last=False)
              .unique([_SYM, _T], keep="last", maintain_order=True))
@@ -109,12 +113,13 @@ def match_rows(keys: pl.DataFrame, store_keys: pl.DataFrame, uniq: pl.Series, sp
     if width * max(len(uniq), 1) < 2**62:
         rkey = rc * width + (rt - lo)
         lkey = lc * width + (lt - lo)
-        order = np.argsort(lkey, kind="stable")  # sorted queries: searchsorted walks memory forward
+        order = np.argsort(lkey)  # sorted queries: searchsorted walks memory forward
         pos = np.empty(n, dtype=np.int64)
         pos[order] = np.searchsorted(rkey, lkey[order], side="right") - 1
         posc = np.clip(pos, 0, None)
         found = known & (pos >= 0) & (rc[posc] == lc)
     else:  # pragma: no cover - only for time ranges of centuries at nanosecond precision
+        order = None
         left = pl.DataFrame({_ROW: np.arange(n), "code": lc, _T: lt}).filter(pl.Series(known)).sort(_T)
         right = pl.DataFrame({"code": rc, _FTS: rt, "pos": np.arange(len(rt))})
         j = left.join_asof(right, left_on=_T, right_on=_FTS, by="code", strategy="backward",
@@ -133,19 +138,27 @@ def match_rows(keys: pl.DataFrame, store_keys: pl.DataFrame, uniq: pl.Series, sp
         pl.when("ok").then(pl.col("idx")).alias("idx"), pl.when("ok").then(pl.col("fts")).alias("fts"))
     if out.height != n:
         raise MaxLossExceeded(f"point-in-time join returned {out.height} rows for {n} entity rows")
+    if order is not None:  # rows by (symbol, time): their store positions ascend, a gather order
+        out = out.with_columns(pl.Series("order", order, dtype=pl.UInt32))
     return out
 
 
-def _gather_plan(idx: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """``idx`` sorted (nulls last) and the permutation back: gathering in ascending row order reads
-    each column front to back, then the small result is permuted to entity order."""
-    order = idx.arg_sort(nulls_last=True)
-    inv = pl.Series(np.argsort(order.to_numpy(), kind="stable").astype(np.uint32))
-    return idx.gather(order), inv
+def _gather_plan(m: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """Store positions in ascending order (nulls anywhere) and the permutation back: gathering in
+    ascending row order reads each column front to back, then the small result is permuted to
+    entity order."""
+    idx = m["idx"]
+    order = m["order"].to_numpy() if "order" in m.columns else idx.arg_sort(nulls_last=True).to_numpy()
+    inv = np.empty(len(order), dtype=np.uint32)
+    inv[order] = np.arange(len(order), dtype=np.uint32)
+    return idx.gather(pl.Series(order)), pl.Series(inv)
 
 
-def _gather(col: pl.Series, gidx: pl.Series, inv: pl.Series) -> pl.Series:
-    return col.rechunk().gather(gidx).gather(inv)
+def _gather(frame: pl.DataFrame, feats, gidx: pl.Series, inv: pl.Series) -> pl.DataFrame:
+    """``frame``'s feature columns at ``gidx`` (ascending), permuted to entity order by ``inv``;
+    one ``select`` so polars gathers the columns in parallel."""
+    return (frame.select(pl.col(f.name).gather(gidx).cast(_dtype(f)) for f in feats)
+            .select(pl.all().gather(inv)))
 
 
 def _batches(selection: Selection, rows: int) -> list[list]:
@@ -180,31 +193,56 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
 
     if pit_sql.supports(store) and n <= pit_sql.LATERAL_MAX_ROWS:
         return pit_sql.point_in_time_sql(keys, store, tf, selection)
+    from mt5lab import pit_mirror
+
+    if pit_mirror.enabled(store):
+        return _from_mirror(keys, store, tf, selection, span)
     symbols, start, end = _bounds(keys, span)
     skeys, uniq, raw = _keys_of_store(store, tf, symbols, start, end)
     if skeys.height == 0:
         return _empty(selection, n)
     m = match_rows(keys, skeys, uniq, span)
-    idx, fts = m["idx"], m["fts"]
-    gidx, inv = _gather_plan(idx)
+    fts = m["fts"]
+    gidx, inv = _gather_plan(m)
     parts: list[pl.DataFrame] = []
     # one query per batch; a store that reads whole rows anyway gets one batch
     batches = _batches(selection, raw) if getattr(store, "profile", "") == "local" else [selection.features]
     for feats in bar(batches, f"training set {tf}", "batch", progress and len(batches) > 1):
         names = [f.name for f in feats]
         cols = store.read_features(tf, symbols, start, end, columns=[_SYM, _T, *names])
-        got = _gather(cols[_T], gidx, inv).dt.epoch("us") if cols.height == raw else None
+        got = cols[_T].gather(gidx).gather(inv).dt.epoch("us") if cols.height == raw else None
         if got is None or not ((got == fts) | (got.is_null() & fts.is_null())).fill_null(False).all():
             raise StoreError("the offline store changed between reads of one training set (rows moved); "
                              "retry when no build or ingest is running")
-        part = pl.DataFrame([_gather(cols[c], gidx, inv).cast(_dtype(f)).alias(c)
-                             for c, f in zip(names, feats, strict=True)])
+        part = _gather(cols, feats, gidx, inv)
         del cols
         if part.height != n:
             raise MaxLossExceeded(f"gather returned {part.height} rows for {n} entity rows")
         parts.append(part)
     out = pl.concat(parts, how="horizontal")
     return out.select(selection_names(selection))
+
+
+def _from_mirror(keys: pl.DataFrame, store, tf: str, selection: Selection, span: timedelta) -> pl.DataFrame:
+    """The same join over the local store's memory-mapped mirror (:mod:`mt5lab.pit_mirror`)."""
+    from mt5lab import pit_mirror
+
+    n = keys.height
+    d = pit_mirror.mirror_dir(store, tf)
+    if d is None:
+        return _empty(selection, n)
+    skeys, uniq, raw = _keys_from_frame(pit_mirror.read(d))
+    if skeys.height == 0:
+        return _empty(selection, n)
+    m = match_rows(keys, skeys, uniq, span)
+    gidx, inv = _gather_plan(m)
+    table = pit_mirror.read(d, [f.name for f in selection.features])
+    if table.height != raw:
+        raise StoreError(f"feature mirror {d} is inconsistent (rows differ); delete it and retry")
+    out = _gather(table, selection.features, gidx, inv)
+    if out.height != n:
+        raise MaxLossExceeded(f"gather returned {out.height} rows for {n} entity rows")
+    return out
 
 
 def selection_names(selection: Selection) -> list[str]:

@@ -177,10 +177,19 @@ def _first_violation(df: pl.DataFrame, source: str, layout: _Layout) -> None:
     if not hits:
         return
     pos, k = min(hits)
-    row = int(df["source_row"][pos]) if "source_row" in df.columns else pos + 1
+    given = df["source_row"][pos] if "source_row" in df.columns else None
+    row = int(given) if given is not None else pos + 1
     values = df.row(pos, named=True)
     shown = {c: values[c] for c in ("symbol", "timeframe", "time", *PRICES) if c in values}
-    raise BarValidationError(source, row, RULES[k], ", ".join(f"{c}={v!r}" for c, v in shown.items()))
+    raise BarValidationError(source, row, RULES[k], ", ".join(f"{c}={_shown(v)}" for c, v in shown.items()))
+
+
+def _shown(v) -> str:
+    """A value for a one-line message: ISO times, and a long (hostile) string cut to 40 characters."""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    text = repr(v)
+    return text if len(text) <= 42 else f"{text[:40]}...({len(v) if isinstance(v, str) else len(text)} chars)"
 
 
 def _suspicious(df: pl.DataFrame, layout: _Layout) -> pl.DataFrame:

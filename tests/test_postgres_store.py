@@ -194,7 +194,7 @@ def test_a_failed_ingest_stores_nothing(store):
     assert "\n" not in str(err.value)
     assert store.counts() == before
     dup = pl.concat([good.head(2), good.head(1)])
-    with pytest.raises(StoreError, match="duplicate key symbol=A"):
+    with pytest.raises(StoreError, match="bars D1: duplicate key symbol=A, time=2021-01-04"):
         store.write_bars(dup)
     assert store.counts() == before
 

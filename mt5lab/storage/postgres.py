@@ -40,7 +40,7 @@ from mt5lab.storage.pg_schema import (
     features_table_name,
     migrate,
 )
-from mt5lab.storage.pg_write import write_table
+from mt5lab.storage.pg_write import sorted_unique, write_table
 
 _KEY = ("symbol", "time")
 _MIGRATED: dict[tuple, Migration] = {}
@@ -162,30 +162,22 @@ class PostgresStore(OfflineStore):
             raise StoreError(f"{self.where}: write rolled back, nothing stored: {_reason(exc)}") from None
 
     # -- writes ------------------------------------------------------------------------------
-    @staticmethod
-    def _check_unique(frame: pl.DataFrame, key: list[str], what: str) -> None:
-        dup = frame.filter(frame.select(key).is_duplicated())
-        if dup.height:
-            row = dup.row(0, named=True)
-            raise StoreError(f"{what}: duplicate key {', '.join(f'{k}={row[k]}' for k in key)}; "
-                             f"nothing stored")
-
     def write_bars(self, bars: pl.DataFrame) -> WriteResult:
         bars = bars.select(list(BAR_SCHEMA))
-        self._check_unique(bars, ["symbol", "timeframe", "time"], "bars")
         total = WriteResult(0, 0, 0)
         with self._write() as cur:
             for (tf,), part in sorted(bars.partition_by("timeframe", as_dict=True).items()):
-                r = write_table(cur, bars_table(tf), part.drop("timeframe"))
+                frame = sorted_unique(part.drop("timeframe"), f"bars {tf}")
+                r = write_table(cur, bars_table(tf), frame)
                 total = WriteResult(total.inserted + r.inserted, total.updated + r.updated,
                                     total.unchanged + r.unchanged)
         return total
 
     def write_features(self, timeframe: str, features: pl.DataFrame) -> WriteResult:
-        frame = features.select(list(feature_schema()))
-        self._check_unique(frame, list(_KEY), f"features {check_timeframe(timeframe)}")
+        tf = check_timeframe(timeframe)
+        frame = sorted_unique(features.select(list(feature_schema())), f"features {tf}")
         with self._write() as cur:
-            return write_table(cur, features_table(timeframe), frame, keep="created_timestamp")
+            return write_table(cur, features_table(tf), frame, keep="created_timestamp")
 
     # -- reads -------------------------------------------------------------------------------
     def _read(self, table, schema: dict, tcol: str, symbols, start, end, end_inclusive: bool,
