@@ -46,6 +46,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compute.py
 	$(BIN)/python benchmarks/bench_ingest_pg.py
 	$(BIN)/python benchmarks/bench_materialize.py
+	$(BIN)/python benchmarks/bench_online.py
+	$(BIN)/python benchmarks/bench_server.py
 
 clean-data:
 	rm -rf data/ reports/

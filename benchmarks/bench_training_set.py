@@ -7,7 +7,9 @@ Feast project is applied. Entity frames: 1,000,000 random (symbol, time) rows ov
 first 10,000 rows.
 
 Measured, each in a fresh subprocess so that peak RSS is the run's own:
-* mt5lab, 1,000,000 rows x 42 features, local profile (goal <= 3 s, peak RSS <= 4 GiB);
+* mt5lab, 1,000,000 rows x 42 features, local profile (goal <= 3 s, peak RSS <= 4 GiB): the first
+  call after a write (it builds the memory-mapped mirror, mt5lab.pit_mirror), then warm calls to
+  pandas and to polars, and the plain read_features path (MT5LAB_PIT_MIRROR=0);
 * mt5lab and Feast on the same 10,000-row frame, per profile; the outputs are checked equal
   (mt5lab.feast_reference) before the ratio is printed (goal >= 300x local, >= 100x postgres).
 
@@ -60,9 +62,9 @@ def child(args: dict) -> None:
                       "rss_before": before, "rss_peak": _rss_peak()}))
 
 
-def run_child(**args) -> dict:
+def run_child(env: dict | None = None, **args) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)], capture_output=True,
-                          text=True, env=os.environ.copy())
+                          text=True, env=os.environ | (env or {}))
     if proc.returncode != 0:
         raise RuntimeError(f"child failed: {proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -187,9 +189,15 @@ def main() -> None:
             setup_store("postgres", a.symbols, a.bars)
         try:
             if profile == "local":
+                import shutil
+
+                shutil.rmtree(data / "local" / "cache", ignore_errors=True)
+                row(profile, f"{a.rows // 1000:,}k rows, builds mirror", run_child(entities=str(ent), profile=profile))
                 row(profile, f"mt5lab {a.rows:,} rows -> pandas", run_child(entities=str(ent), profile=profile))
                 row(profile, f"mt5lab {a.rows:,} rows -> polars",
                     run_child(entities=str(ent), profile=profile, to="polars"))
+                row(profile, f"{a.rows // 1000:,}k, read_features path",
+                    run_child(env={"MT5LAB_PIT_MIRROR": "0"}, entities=str(ent), profile=profile))
             ours = run_child(entities=str(ent), profile=profile, rows=a.feast_rows)
             fout = data / f"feast_{profile}_{a.feast_rows}.parquet"
             feast = run_child(entities=str(ent), profile=profile, rows=a.feast_rows, engine="feast",

@@ -29,6 +29,8 @@ def common(fn):
         logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         install_log_redaction()
+        if not verbose:  # psycopg warns about a COPY it could not end after a lost connection; the
+            logging.getLogger("psycopg").setLevel(logging.ERROR)  # error line below says it all
         try:
             return fn(*args, profile=profile, **kwargs)
         except click.exceptions.Exit:

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from mt5lab.catalog import FEATURES, check_timeframe
+from mt5lab.catalog import FEATURE_SERVICE, FEATURES, check_timeframe
+from mt5lab.errors import StoreError
 from mt5lab.online_store import OnlineTables, to_python
 from mt5lab.progress import bar
+from mt5lab.service_errors import check_online
 from mt5lab.storage import OfflineStore
-from mt5lab.store import feature_store
+from mt5lab.store import feature_store, resolve
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,24 @@ def _differs(offline: pl.DataFrame, online: pl.DataFrame) -> np.ndarray:
     return diff
 
 
-def _redis(tables, latest: pl.DataFrame, full: bool, progress: bool) -> pl.DataFrame:
+def _service_views(fs, timeframe: str) -> list:
+    """``(FeatureView, [feature names])`` of the service, from the registry cache."""
+    try:
+        svc = fs.registry.get_feature_service(FEATURE_SERVICE, fs.project, allow_cache=True)
+        return [(fs.registry.get_feature_view(p.name, fs.project, allow_cache=True), [f.name for f in p.features])
+                for p in svc.feature_view_projections]
+    except Exception as exc:  # FeatureServiceNotFound, FeatureViewNotFound
+        raise StoreError(f"feature registry of {timeframe} has no {FEATURE_SERVICE!r}: run "
+                         f"`mt5lab apply --timeframe {timeframe}` first ({type(exc).__name__})") from None
+
+
+def _redis(fs, views, latest: pl.DataFrame, full: bool, progress: bool) -> pl.DataFrame:
     """Redis: compare and write Feast's exact bytes, one pipeline each (:mod:`mt5lab.redis_rows`)."""
     from mt5lab.redis_rows import RedisRows
 
-    rr = RedisRows(tables)
+    rr = RedisRows(fs, views)
     done = []
-    for chunk in bar(list(latest.iter_slices(5_000)), f"materialize {tables.timeframe}", "batch", progress):
+    for chunk in bar(list(latest.iter_slices(5_000)), "materialize", "batch", progress):
         keys, values = rr.encode(chunk)
         mask = np.ones(len(keys), bool) if full else rr.differing(keys, values)
         rr.write([k for k, m in zip(keys, mask, strict=True) if m],
@@ -90,19 +103,22 @@ def materialize(store: OfflineStore, profile=None, timeframe: str = "D1",
         latest = store.latest_features(tf, symbols)
         if latest.height == 0:
             return MaterializeResult(tf, 0, 0, None)
-        # Feast's own OnlineStore write path (same keys and encodings), without its per-call
-        # registry lookups, and without Redis' "not newer" dedup that would drop a revised bar.
-        tables = OnlineTables(profile, tf)
-        if getattr(tables.config.online_store, "type", None) == "redis":
-            todo = _redis(tables, latest, full, progress)
+        if getattr(fs.config.online_store, "type", None) == "redis":
+            check_online(resolve(profile))  # a refused password: one clear line, no retries
+            views = _service_views(fs, tf)
+            todo = _redis(fs, views, latest, full, progress)
         else:
+            # Feast's own OnlineStore write path (same keys and encodings), without its per-call
+            # registry lookups.
+            tables = OnlineTables(profile, tf)
+            views = tables.views
             todo = latest
             if not full:
                 todo = latest.filter(pl.Series(_differs(latest, _online_latest(tables, latest["symbol"].to_list()))))
             for chunk in bar(list(todo.iter_slices(5_000)), f"materialize {tf}", "batch", progress):
                 tables.write_latest(chunk)
         if todo.height:
-            for fv, _ in tables.views:
+            for fv, _ in views:
                 fs.registry.apply_materialization(fv, fs.project, todo["event_timestamp"].min(),
                                                   todo["event_timestamp"].max())
         return MaterializeResult(tf, latest.height, todo.height, latest["event_timestamp"].max())

@@ -46,20 +46,19 @@ def _int_values(col: pl.Series) -> list[bytes]:
 
 
 class RedisRows:
-    """Feast's Redis layout for the views of an :class:`mt5lab.online_store.OnlineTables`."""
+    """Feast's Redis layout for ``views`` (``[(FeatureView, [feature names])]``) of a FeatureStore."""
 
-    def __init__(self, tables):
+    def __init__(self, fs, views):
         from feast.infra.online_stores.helpers import _mmh3, _redis_key
         from feast.infra.online_stores.redis import _versioned_fv_name
 
-        cfg = tables.config
+        cfg = fs.config
         self.config = cfg.online_store
-        self.client = tables.store._get_client(cfg.online_store)
-        self.tables = tables
+        self.client = fs.provider.online_store._get_client(cfg.online_store)  # Feast's own client
         self._key = lambda ek: _redis_key(cfg.project, ek, entity_key_serialization_version=
                                           cfg.entity_key_serialization_version)
         self.layout = []  # (ts field, [(feature, field)]) per view
-        for fv, feats in tables.views:
+        for fv, feats in views:
             name = _versioned_fv_name(fv, cfg)
             self.layout.append((f"_ts:{name}".encode(), [(f, _mmh3(f"{name}:{f}")) for f in feats]))
         self.fields = [f for ts, feats in self.layout for f in (ts, *(k for _, k in feats))]
@@ -68,7 +67,9 @@ class RedisRows:
         """Redis keys and, per row, the field values in :attr:`fields` order."""
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        keys = [self._key(k) for k in self.tables.keys(rows["symbol"].to_list())]
+        from mt5lab.online_store import entity_key
+
+        keys = [self._key(entity_key(s)) for s in rows["symbol"].to_list()]
         cols: dict[str, list[bytes]] = {}
         for _, feats in self.layout:
             for f, _ in feats:

@@ -15,6 +15,9 @@ one. Polars (``to="polars"``): the catalog dtypes (``Float64``/``Int64``) with r
 
 Look-ahead: a feature row is visible at ``t`` only if its bar closed by ``t`` (``event_timestamp``
 is the close). Labels (:mod:`mt5lab.labels`) look ahead on purpose and are never features.
+
+Speed: :mod:`mt5lab.pit` (the join; local profile through a memory-mapped mirror of the feature
+table, :mod:`mt5lab.pit_mirror`), :mod:`mt5lab.pit_sql` (small frames joined inside PostgreSQL).
 """
 
 from __future__ import annotations

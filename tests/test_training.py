@@ -153,6 +153,10 @@ def test_equals_feast_get_historical_features(synth_store, seed, features, full,
         assert file_store_drops(ours, feast, set(SYNTH), feature_cols) == []
         kept = edf[edf["row_id"].isin(feast["row_id"])].reset_index(drop=True)
         ours = training_set(kept, features, profile=prof, full_feature_names=full, progress=False)
+        # the read_features path (no memory-mapped mirror) gives the very same frame
+        monkeypatch.setenv("MT5LAB_PIT_MIRROR", "0")
+        plain = training_set(kept, features, profile=prof, full_feature_names=full, progress=False)
+        pd.testing.assert_frame_equal(plain, ours, check_exact=True)
     else:
         assert len(feast) == len(edf)
         # the server-side join (small frames) was compared with Feast below; the bulk read + polars

@@ -160,6 +160,24 @@ def test_empty_frame_and_nanosecond_boundaries(store):
     assert out["close"].tolist()[:3] == [c[9], c[10], c[-1]] and np.isnan(out["close"].iloc[3])
 
 
+def test_mirror_follows_every_write(data_dir):
+    """The memory-mapped mirror is a cache: a write to the store is seen by the next join."""
+    from mt5lab.storage import open_store
+
+    s = open_store("local")
+    bars = _bars()
+    feats = feature_rows(bars, "D1")
+    s.write_features("D1", feats)
+    edf = _ent([("AAA", T0 + 11 * D1)])
+    before = training_set(edf, ["ohlcv_features:close"], progress=False)["close"].iloc[0]
+    changed = feats.with_columns(pl.when((pl.col("symbol") == "AAA") & (pl.col("time") == T0 + 10 * D1))
+                                 .then(pl.col("close") + 1.0).otherwise(pl.col("close")).alias("close"))
+    assert s.write_features("D1", changed).updated == 1
+    after = training_set(edf, ["ohlcv_features:close"], progress=False)["close"].iloc[0]
+    assert after == before + 1.0
+    assert len(list((data_dir / "cache" / "pit" / "D1").iterdir())) == 1  # the stale mirror is gone
+
+
 # --- the row-count guard ------------------------------------------------------------------------------
 
 def test_a_join_that_loses_rows_raises(store, monkeypatch):
