@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 LOCK    := requirements-lock.txt
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test install lint lab report bench clean-data help
+.PHONY: demo test install lint lab report bench soak soak-ci audit clean-data help
 
 help:
 	@echo "make demo    - install into .venv, load the real samples, build, apply, materialize, print online features"
@@ -14,6 +14,8 @@ help:
 	@echo "make report  - execute every notebook into reports/ (ipynb, HTML, PNG, index.html)"
 	@echo "make bench   - run the benchmarks (ratios against baselines, one run)"
 	@echo "make lint    - ruff"
+	@echo "make soak    - 5 min soak: feature server under load while update writes (soak-ci: 60 s, fails on errors)"
+	@echo "make audit   - pip-audit of requirements-lock.txt (says DEGRADED if it could not look)"
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m venv $(VENV)
@@ -48,6 +50,18 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_materialize.py
 	$(BIN)/python benchmarks/bench_online.py
 	$(BIN)/python benchmarks/bench_server.py
+	$(BIN)/python benchmarks/bench_training_set.py
+
+soak: $(STAMP)
+	$(BIN)/python benchmarks/bench_soak.py --seconds 300
+
+# CI: a 60 s soak that fails on any request or update error (a correctness check, not a timing one).
+soak-ci: $(STAMP)
+	$(BIN)/python benchmarks/bench_soak.py --seconds 60 --check
+
+# pip-audit on the locked set; prints DEGRADED (exit 0) when the vulnerability service cannot answer.
+audit: $(STAMP)
+	$(BIN)/python benchmarks/audit_deps.py
 
 clean-data:
 	rm -rf data/ reports/

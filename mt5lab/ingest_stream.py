@@ -13,6 +13,8 @@ Phase 2, one write under the store's writer lock:
   they are merged window by window (two sorted streams, upserting per window with
   :func:`mt5lab.storage.base.merge_upsert`) into a temporary file that replaces the old one with one
   ``os.replace``; unchanged input leaves the old file untouched. Memory: about two batches.
+- PostgreSQL: the staged batches upserted one after another inside ONE transaction (the store's
+  write path, :mod:`mt5lab.storage.pg_write`); a failure anywhere rolls all of them back.
 - any other store: ``store.write_bars`` of the staged bars (that store's own transaction).
 
 Memory is bounded by ``batch_rows`` except for a file whose series interleave (a multi-symbol CSV
@@ -252,11 +254,28 @@ def write_staged(store: OfflineStore, staged: Staged, batch_rows: int = BATCH_RO
 
     if not staged.files:
         return WriteResult(0, 0, 0)
+    from mt5lab.storage.postgres import PostgresStore
+
     with store.lock():
         if isinstance(store, LocalStore):
             return _write_local(store, staged, batch_rows)
+        if isinstance(store, PostgresStore):
+            return _write_postgres(store, staged, batch_rows)
         frame = pl.concat([pl.read_parquet(f, columns=list(BAR_COLUMNS)) for f in staged.files])
         return store.write_bars(frame)
+
+
+def _write_postgres(store, staged: Staged, batch_rows: int) -> WriteResult:
+    """Every batch upserted in ONE transaction (the store's ``_write``): all or nothing, O(batch)."""
+    from mt5lab.storage.pg_schema import bars_table
+    from mt5lab.storage.pg_write import sorted_unique, write_table
+
+    tf = staged_tf(staged)
+    parts: list[WriteResult] = []
+    with store._write() as cur:
+        for batch in _sorted_batches(staged, batch_rows):
+            parts.append(write_table(cur, bars_table(tf), sorted_unique(batch.drop("timeframe"), f"bars {tf}")))
+    return WriteResult(*(sum(getattr(r, f) for r in parts) for f in ("inserted", "updated", "unchanged")))
 
 
 def ingest_files(store: OfflineStore, paths: Iterable[str | Path], *, symbol: str | None, timeframe: str,

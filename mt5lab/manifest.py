@@ -79,8 +79,10 @@ def content_hash(df) -> str:
             s = s.dt.convert_time_zone("UTC").dt.cast_time_unit("us") if s.dtype.time_zone else \
                 s.dt.cast_time_unit("us")
         h.update(f"{name}\x1f{s.dtype}\n".encode())
-        nulls = s.is_null().to_numpy()
-        h.update(np.packbits(nulls).tobytes())
+        nulls = s.is_null()
+        if s.dtype.is_float():  # NaN and null are both "missing" (pandas writes NaN, polars null)
+            nulls = nulls | s.is_nan().fill_null(False)
+        h.update(np.packbits(nulls.to_numpy()).tobytes())
         if s.dtype in (pl.String, pl.Categorical) or isinstance(s.dtype, pl.Enum):
             h.update("\x1e".join(s.cast(pl.String).fill_null("").to_list()).encode())
         elif s.dtype.is_float():
@@ -127,7 +129,6 @@ def build_manifest(df, *, features=FEATURE_SERVICE, timeframe: str = "D1", label
                  | {lab.name: int(frame[lab.name].null_count()) for lab in labs if lab.name in frame.columns}},
         "columns": [{"name": c, "dtype": str(t)} for c, t in frame.schema.items()],
         "versions": versions(),
-        "content_hash": content_hash(frame),
     }
 
 
@@ -159,9 +160,10 @@ def save_training_set(df, path: str | Path, *, features=None, timeframe: str | N
                          full_feature_names=full_feature_names if full_feature_names is not None
                          else rec.get("full_feature_names", False), profile=prof_name)
     path = Path(path)
+    table = df.to_arrow() if isinstance(df, pl.DataFrame) else pa.Table.from_pandas(df, preserve_index=False)
+    man["content_hash"] = content_hash(pl.from_arrow(table))  # of exactly what is written
     if saved_dataset:
         man["saved_dataset"] = register_saved_dataset(saved_dataset, path, man, profile)
-    table = df.to_arrow() if isinstance(df, pl.DataFrame) else pa.Table.from_pandas(df, preserve_index=False)
     body = json.dumps(man, indent=1, sort_keys=True)
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), META_KEY: body.encode()})
     _atomic(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
@@ -193,7 +195,7 @@ def load_training_set(path: str | Path, to: str = "pandas", verify: bool = True)
     man = read_manifest(path)
     table = pq.read_table(path)
     df = table.to_pandas() if to == "pandas" else pl.from_arrow(table)
-    if verify and content_hash(df) != man["content_hash"]:
+    if verify and content_hash(pl.from_arrow(table)) != man["content_hash"]:
         raise TrainingSetError(f"{path}: content hash differs from its manifest (file altered?)")
     return df, man
 

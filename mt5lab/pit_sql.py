@@ -43,6 +43,7 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
     n = keys.height
     frame = keys.select(pl.int_range(n, dtype=pl.Int64).alias("row_id"), pl.col("symbol"),
                         pl.col("event_timestamp").dt.cast_time_unit("us").alias("t"))
+    frame = frame.sort("symbol", "t")  # probes in index order: each symbol's pages are read once
     feats = [f.name for f in selection.features]
     dtypes = {f.name: (pl.Float64 if f.dtype == "Float64" else pl.Int64) for f in selection.features}
     out_schema = {"row_id": pl.Int64, "event_timestamp": pl.Datetime("us", "UTC")} | dtypes

@@ -457,6 +457,9 @@ def test_redis_killed_mid_materialize_then_rerun_heals(pg_env, tmp_path, monkeyp
         latest = store.latest_features("D1").rows_by_key("symbol", named=True, unique=True)
         assert all(_matches(v, latest[s]) for s in symbols for v in rows[s])
         assert_no_secret(rerun.stdout, rerun.stderr)
+        redis.stop()  # its append-only file and everything the runs wrote hold no password
+        leaks = [str(p) for p in tmp_path.rglob("*") if p.is_file() and CANARY.encode() in p.read_bytes()]
+        assert leaks == []
     finally:
         store_mod._STORES.clear()
         redis.stop()

@@ -3,9 +3,10 @@
 The bound. Holding a file's bars at once costs at least 80 bytes per bar (eight 8-byte columns plus
 the symbol), about 1.4x the ~58 bytes per line of an MT5 M1 export; the whole-file path (read, concat,
 validate, merge) peaks near 5x. So the proof compares two runs of the real CLI, each in its own
-process (peak RSS from ``wait4``): a 0.5M-row file and a 3.5M-row file. If memory grew with the
-file, the extra 3M rows would add >= 1.4x their bytes; we require the peak to grow by less than
-0.3x their bytes (a few MiB of allocator noise is expected, the rest is O(batch_rows)).
+process (peak RSS from ``wait4``): a 0.5M-row file and a 4M-row file. If memory grew with the
+file, the extra 3.5M rows would add >= 1.4x their bytes; we require the peak to grow by less than
+0.6x their bytes. Measured: +7 MiB on a quiet machine, +61 MiB under a loaded 2-core one (allocator
+and read-ahead noise, independent of the file size), against >= 280 MiB if the rows were held.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def test_multi_million_row_export_streams_in_bounded_memory(tmp_path):
     from mt5lab.storage.local import LocalStore
 
     runs = {}
-    for n in (500_000, 3_500_000):
+    for n in (500_000, 4_000_000):
         d = tmp_path / f"run{n}"
         d.mkdir()
         path = d / "EURUSD_M1.csv"
@@ -82,10 +83,10 @@ def test_multi_million_row_export_streams_in_bounded_memory(tmp_path):
         assert pl.concat([got, last]).select(ends.columns).equals(ends)
         runs[n] = (path.stat().st_size, peak)
         path.unlink()
-    (small_size, small_peak), (big_size, big_peak) = runs[500_000], runs[3_500_000]
+    (small_size, small_peak), (big_size, big_peak) = runs[500_000], runs[4_000_000]
     growth, extra = big_peak - small_peak, big_size - small_size
     print(f"file {small_size / 2**20:.0f} MiB -> peak RSS {small_peak / 2**20:.0f} MiB; "
           f"file {big_size / 2**20:.0f} MiB -> peak RSS {big_peak / 2**20:.0f} MiB")
     assert extra > 150 * 2**20
-    assert growth < 0.3 * extra, (f"peak RSS grew {growth / 2**20:.0f} MiB for {extra / 2**20:.0f} MiB more "
+    assert growth < 0.6 * extra, (f"peak RSS grew {growth / 2**20:.0f} MiB for {extra / 2**20:.0f} MiB more "
                                   f"input: the file is not streamed")

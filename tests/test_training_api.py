@@ -243,6 +243,10 @@ def test_manifest_and_content_hash(store, tmp_path):
     assert {"mt5lab", "feast", "ta-lib", "polars"} <= set(side["versions"])
     back, man = load_training_set(tmp_path / "a.parquet")
     pd.testing.assert_frame_equal(back, df, check_exact=True)
+    pm = save_training_set(training_set(edf, labels=["fwd_return_5"], to="polars", progress=False),
+                           tmp_path / "p.parquet")
+    assert pm["content_hash"] != m1["content_hash"]  # Int64 columns, not pandas' float64
+    assert load_training_set(tmp_path / "p.parquet", to="pandas")[1] == pm  # verifies either way
     # altering the data (metadata kept) is detected
     table = pq.read_table(tmp_path / "a.parquet")
     bad = table.set_column(table.column_names.index("close"), "close",
