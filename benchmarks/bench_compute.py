@@ -19,10 +19,10 @@ import pandas as pd
 import talib
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import synthetic_bars  # noqa: E402
+from synthetic import synthetic_bars
 
-from mt5lab import compute_features  # noqa: E402
-from mt5lab.catalog import FEATURES  # noqa: E402
+from mt5lab import compute_features
+from mt5lab.catalog import FEATURES
 
 
 def baseline(pdf: pd.DataFrame) -> pd.DataFrame:

@@ -451,3 +451,32 @@ def test_bad_arguments_are_mt5lab_errors(tmp_path, local_dir):
     with pytest.raises(BarValidationError, match="cannot open file"):
         _ingest(LocalStore(local_dir), tmp_path / "missing.csv", Case("arg", b"", "", None))
     assert tree_hash(local_dir) == before
+
+
+def test_hostile_symbols_through_materialize_and_online(demo_store, tmp_path, monkeypatch):
+    """Names as Feast entity keys: materialized to the online store and read back by Feast."""
+    from mt5lab import store as store_mod
+    from mt5lab.build import build
+    from mt5lab.materialize import materialize
+    from mt5lab.online import online_frame
+    from mt5lab.storage.local import LocalStore
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_store["dir"], data)
+    monkeypatch.setenv("MT5LAB_DATA_DIR", str(data))
+    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
+    store_mod._STORES.clear()
+    try:
+        store, names = LocalStore(data), ACCEPTED_NAMES[:5]
+        for i, sym in enumerate(names):
+            path = tmp_path / f"o{i}.csv"
+            path.write_text(mt5_text(good_rows(30, T0 + timedelta(hours=i))))
+            _ingest(store, path, Case("ok", b"", "", None, symbol=sym))
+        build(store, ["H1"], list(names), progress=False)
+        assert materialize(store, None, "H1", progress=False).written == len(names)
+        online = online_frame(list(names), "H1").set_index("symbol")
+        for sym in names:
+            assert online.loc[sym, "close"] == 1.1 + 29 / 1000  # the last bar written for it
+        assert online_frame(["GOOG"], "D1")["close"].tolist() == [806.19]  # the sample untouched
+    finally:
+        store_mod._STORES.clear()
