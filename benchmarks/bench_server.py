@@ -27,8 +27,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,25 +46,6 @@ def _setup() -> str:
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     update(synthetic_bars(5, 260, timeframe="D1", start=today - timedelta(days=261)), calendar="24x7")
     return "SYM0000"
-
-
-def _start_server(port: int, workers: int, feast_handler: bool) -> subprocess.Popen:
-    extra = ["--feast-handler"] if feast_handler else []
-    proc = subprocess.Popen([sys.executable, "-m", "mt5lab.cli", "serve", "--port", str(port),
-                             "--workers", str(workers), *extra], env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.25)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("the server did not become healthy")
 
 
 def _cpu(proc: subprocess.Popen) -> float:
@@ -158,7 +137,7 @@ def main() -> int:
     if not 20 <= args.clients <= 50 or not 0 < args.duration <= 120:
         ap.error("--clients must be 20..50 and --duration 0..120 s (a bounded test)")
 
-    from mt5lab.sandbox import free_port, postgres_profile_env
+    from mt5lab.sandbox import postgres_profile_env, serve_process
 
     try:
         import uvloop
@@ -180,18 +159,11 @@ def main() -> int:
     with postgres_profile_env():
         symbol = _setup()
         for label, feast in phases:
-            port = free_port()
-            proc = _start_server(port, args.workers, feast)
-            try:
+            extra = ["--feast-handler"] if feast else []
+            with serve_process("--workers", str(args.workers), *extra) as (port, proc):
                 cpu0 = _cpu(proc)
                 res = asyncio.run(_load(port, symbol, args.clients, args.rate, args.duration, args.warmup))
                 server_cpu = _cpu(proc) - cpu0
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
             lat, svc = np.array(res["lat"]) * 1e3, np.array(res["service"]) * 1e3
             rps = len(lat) / args.duration
             per_req = server_cpu / (len(lat) * (args.duration + args.warmup) / args.duration) * 1e3

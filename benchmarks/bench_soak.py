@@ -94,24 +94,6 @@ def _setup(seed_bars: int, seconds: float) -> datetime:
     return start
 
 
-def _start_server(port: int, workers: int) -> subprocess.Popen:
-    import urllib.request
-
-    proc = subprocess.Popen([sys.executable, "-m", "mt5lab.cli", "serve", "--port", str(port), "--timeframe", TF,
-                             "--workers", str(workers)], env=dict(os.environ), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.25)
-    proc.kill()
-    raise SystemExit(f"the server did not become healthy: {proc.communicate()[1][-2000:]}")
-
-
 def _rss(proc) -> int:
     import psutil
 
@@ -200,7 +182,7 @@ def main() -> int:
         ap.error("--seconds must be 60..3600 (a bounded soak)")
 
     from mt5lab.catalog import MAX_WARMUP
-    from mt5lab.sandbox import free_port, postgres_profile_env
+    from mt5lab.sandbox import postgres_profile_env, serve_process
 
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ["MT5LAB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench_soak_")
@@ -211,21 +193,13 @@ def main() -> int:
     out = {"t": [], "lat": [], "errors": 0, "kinds": {}, "served": [], "rss": []}
     with postgres_profile_env():
         start = _setup(seed, args.seconds)
-        port = free_port()
-        server = _start_server(port, args.workers)
-        try:
+        with serve_process("--timeframe", TF, "--workers", str(args.workers)) as (port, server):
             upd = subprocess.Popen([sys.executable, __file__, "--updater", start.isoformat(), str(seed),
                                     str(args.seconds)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                    text=True, env=dict(os.environ))
             asyncio.run(_load(port, args.clients, args.rate, args.seconds, server, out))
             u_out, u_err = upd.communicate(timeout=120)
             alive = server.poll() is None
-        finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
     lines = [ln for ln in u_out.splitlines() if ln.startswith("UPDATER ")]
     upd_res = json.loads(lines[-1][8:]) if lines else {"done": 0, "failed": -1, "errors": [u_err[-500:]]}
     t, lat = np.array(out["t"]), np.array(out["lat"])

@@ -27,6 +27,50 @@ def free_port() -> int:
 
 
 @contextmanager
+def serve_process(*args: str, timeout: float = 180.0) -> Iterator[tuple[int, subprocess.Popen]]:
+    """``mt5lab serve ARGS`` on a free loopback port, in the current environment, yielding
+    ``(port, process)`` once ``/health`` answers 200; terminated on exit. A server that exits or
+    stays unhealthy past ``timeout`` raises RuntimeError with the end of its output. Output goes to
+    a temporary file, not a pipe, so a server under long load never blocks on a full pipe."""
+    import sys
+    import tempfile
+    import urllib.request
+
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([sys.executable, "-m", "mt5lab.cli", "serve", "--port", str(port), *args],
+                            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT)
+
+    def tail() -> str:
+        log.seek(0)
+        return log.read().decode(errors="replace")[-2000:]
+
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not become healthy: {tail()}")
+            time.sleep(0.25)
+        yield port, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        log.close()
+
+
+@contextmanager
 def redis_server(password: str | None = None) -> Iterator[tuple[str, int]]:
     """A fresh ``redis-server`` (no persistence) on a free loopback port; stopped on exit."""
     exe = shutil.which("redis-server")

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -17,37 +12,9 @@ import psutil
 import pytest
 
 from mt5lab.catalog import FEATURE_NAMES
-from mt5lab.sandbox import free_port
+from mt5lab.sandbox import serve_process
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
-
-
-@contextmanager
-def server(*args: str, timeout: float = 120.0):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mt5lab.cli", "serve", "--port", str(port), *args],
-                            env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stdout.read().decode()[-2000:]}")
-            assert time.monotonic() < deadline, "server did not become healthy"
-            time.sleep(0.25)
-        yield port, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def _processes(proc) -> list:
@@ -115,7 +82,7 @@ def test_serve_over_http_matches_feast_and_applies_ttl(fresh_store):
     body = {"feature_service": "mt5_v1", "entities": {"symbol": ["GOOG", "OLD", "NOPE"]}}
     refs = {"features": ["price_action:cdl_doji", "ohlcv_features:close"], "full_feature_names": True,
             "entities": {"symbol": ["GOOG"]}}
-    with server() as (port, proc):
+    with serve_process(timeout=120) as (port, proc):
         status, got = _post(port, body)
         _, got_refs = _post(port, refs)
         bad_status, _ = _post(port, {"feature_service": "mt5_v1"})  # no entities: Feast's 422
@@ -158,7 +125,7 @@ def test_serve_postgres_profile_keeps_secrets_out_of_argv(tmp_path, monkeypatch)
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         update(goog.with_columns(pl.col("time") + (today - timedelta(days=1) - goog["time"][-1])),
                calendar="equity")
-        with server() as (port, proc):
+        with serve_process(timeout=120) as (port, proc):
             status, got = _post(port, {"feature_service": "mt5_v1", "entities": {"symbol": ["GOOG", "NOPE"]}})
             argv = [" ".join(p.cmdline()) for p in _processes(proc)]
         store_mod._STORES.clear()
