@@ -42,7 +42,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
 report: $(STAMP)
-	$(BIN)/python -m mt5lab.report reports/
+	$(BIN)/python -m mt5lab.notebook.report reports/
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compute.py

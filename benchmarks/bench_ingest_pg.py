@@ -70,9 +70,9 @@ def main() -> int:
     import polars as pl
     from psycopg import sql
 
-    from mt5lab.sandbox import postgres_database
     from mt5lab.storage.pg_schema import bars_table
     from mt5lab.storage.postgres import PostgresStore
+    from mt5lab.testing.sandbox import postgres_database
 
     bars = synthetic_bars(a.symbols, a.bars)
     n = bars.height

@@ -1,7 +1,7 @@
 """Materialize the latest 42 features of N symbols into Redis: mt5lab against Feast, same data.
 
 Setup: a throwaway database on the machine's PostgreSQL and a throwaway Redis (password set), the
-team profile pointed at both (:func:`mt5lab.sandbox.postgres_profile_env`); N synthetic symbols x M
+team profile pointed at both (:func:`mt5lab.testing.sandbox.postgres_profile_env`); N synthetic symbols x M
 D1 bars ingested and built through mt5lab, the D1 project applied. Then, each on an empty Redis:
 
 * mt5lab ``materialize`` (one primary-key probe per symbol for its latest row, one pipelined read
@@ -38,7 +38,7 @@ GOAL = 10.0
 def _readback(symbols, timeframe="D1"):
     import polars as pl
 
-    from mt5lab.online import online_frame
+    from mt5lab.online.feast_read import online_frame
 
     frames = [online_frame(symbols[i:i + 500], timeframe, "postgres") for i in range(0, len(symbols), 500)]
     return pl.concat([pl.from_pandas(f) for f in frames], how="vertical_relaxed").sort("symbol")
@@ -69,12 +69,12 @@ def main() -> int:
 
     import redis
 
-    from mt5lab import store as store_mod
-    from mt5lab.build import build
-    from mt5lab.materialize import materialize
-    from mt5lab.sandbox import postgres_profile_env
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import apply, feature_store
+    from mt5lab.features.build import build
+    from mt5lab.online.materialize import materialize
     from mt5lab.storage import open_store
-    from mt5lab.store import apply, feature_store
+    from mt5lab.testing.sandbox import postgres_profile_env
 
     rows = []
     with postgres_profile_env() as env:

@@ -26,8 +26,8 @@ GOALS_MS = {1: 1.0, 100: 10.0}
 
 
 def _setup(n_symbols: int) -> list[str]:
-    from mt5lab.store import apply
-    from mt5lab.update import update
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.update import update
 
     apply(None, "D1")
     from datetime import UTC, datetime, timedelta
@@ -61,9 +61,9 @@ def main() -> int:
 
     import tempfile
 
-    from mt5lab.online_reader import OnlineReader
-    from mt5lab.sandbox import postgres_profile_env
-    from mt5lab.store import feature_store
+    from mt5lab.feast_repo.store import feature_store
+    from mt5lab.online.reader import OnlineReader
+    from mt5lab.testing.sandbox import postgres_profile_env
 
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ["MT5LAB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench_online_")

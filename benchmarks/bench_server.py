@@ -39,8 +39,8 @@ HOST = "127.0.0.1"  # loopback only, never configurable
 
 
 def _setup() -> str:
-    from mt5lab.store import apply
-    from mt5lab.update import update
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.update import update
 
     apply(None, "D1")
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -137,7 +137,7 @@ def main() -> int:
     if not 20 <= args.clients <= 50 or not 0 < args.duration <= 120:
         ap.error("--clients must be 20..50 and --duration 0..120 s (a bounded test)")
 
-    from mt5lab.sandbox import postgres_profile_env, serve_process
+    from mt5lab.testing.sandbox import postgres_profile_env, serve_process
 
     try:
         import uvloop

@@ -3,7 +3,7 @@
 Team profile on loopback: a throwaway Redis (password) and a fresh PostgreSQL database. One symbol
 (``SOAK``, M1) is seeded with enough closed history for every warm-up; then, for ``--seconds``:
 
-- an updater process calls :func:`mt5lab.update.update` once a second with the next closed M1 bar
+- an updater process calls :func:`mt5lab.online.update.update` once a second with the next closed M1 bar
   (the bars were historical: ``time + 1 min <= now``, as update requires), writing PostgreSQL and
   Redis under the store lock;
 - ``--clients`` keep-alive connections send ``POST /get-online-features`` (``mt5_v1``, ``SOAK``) at
@@ -58,7 +58,7 @@ def _bars(start: datetime, n: int, seed: int = 7):
 
 def updater(start_iso: str, seed_bars: int, seconds: float) -> None:
     """Child process: one ``update`` per second with the next bar; prints one JSON line at the end."""
-    from mt5lab.update import update
+    from mt5lab.online.update import update
 
     start = datetime.fromisoformat(start_iso)
     total = seed_bars + int(seconds) + 5
@@ -84,8 +84,8 @@ def updater(start_iso: str, seed_bars: int, seconds: float) -> None:
 
 
 def _setup(seed_bars: int, seconds: float) -> datetime:
-    from mt5lab.store import apply
-    from mt5lab.update import update
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.update import update
 
     apply(None, TF)
     now = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -182,7 +182,7 @@ def main() -> int:
         ap.error("--seconds must be 60..3600 (a bounded soak)")
 
     from mt5lab.catalog import MAX_WARMUP
-    from mt5lab.sandbox import postgres_profile_env, serve_process
+    from mt5lab.testing.sandbox import postgres_profile_env, serve_process
 
     os.environ.setdefault("TQDM_DISABLE", "1")
     os.environ["MT5LAB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench_soak_")

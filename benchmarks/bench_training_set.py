@@ -8,10 +8,10 @@ first 10,000 rows.
 
 Measured, each in a fresh subprocess so that peak RSS is the run's own:
 * mt5lab, 1,000,000 rows x 42 features, local profile (goal <= 3 s, peak RSS <= 4 GiB): the first
-  call after a write (it builds the memory-mapped mirror, mt5lab.pit_mirror), then warm calls to
+  call after a write (it builds the memory-mapped mirror, mt5lab.training.pit_mirror), then warm calls to
   pandas and to polars, and the plain read_features path (MT5LAB_PIT_MIRROR=0);
 * mt5lab and Feast on the same 10,000-row frame, per profile; the outputs are checked equal
-  (mt5lab.feast_reference) before the ratio is printed (goal >= 300x local, >= 100x postgres).
+  (mt5lab.training.pit_feast) before the ratio is printed (goal >= 300x local, >= 100x postgres).
 
     .venv/bin/python benchmarks/bench_training_set.py [--profiles local,postgres] [--rows 1000000]
 """
@@ -41,7 +41,7 @@ def child(args: dict) -> None:
     import pandas as pd
 
     import mt5lab  # noqa: F401 - imports are not part of the measurement
-    from mt5lab.training import training_set
+    from mt5lab.training.assemble import training_set
 
     ent = pd.read_parquet(args["entities"])
     if args.get("rows"):
@@ -49,7 +49,7 @@ def child(args: dict) -> None:
     before = _rss_peak()
     t0, c0 = time.perf_counter(), time.process_time()
     if args.get("engine") == "feast":
-        from mt5lab.feast_reference import feast_historical
+        from mt5lab.training.pit_feast import feast_historical
 
         out = feast_historical(ent, "mt5_v1", profile=args["profile"])
     else:
@@ -75,9 +75,9 @@ def run_child(env: dict | None = None, **args) -> dict:
 def setup_store(profile: str, symbols: int, bars: int) -> None:
     import polars as pl
 
-    from mt5lab.build import feature_rows
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.features.build import feature_rows
     from mt5lab.storage import open_store
-    from mt5lab.store import apply
 
     sys.path.insert(0, str(HERE))
     from synthetic import synthetic_bars
@@ -126,10 +126,10 @@ def make_entities(path: Path, rows: int, seed: int = 1) -> None:
 def check_equal(profile: str, entities: Path, feast_out: Path, rows: int) -> str:
     import pandas as pd
 
-    from mt5lab.feast_reference import compare, file_store_drops
-    from mt5lab.refs import resolve
     from mt5lab.storage import open_store
-    from mt5lab.training import training_set
+    from mt5lab.training.assemble import training_set
+    from mt5lab.training.pit_feast import compare, file_store_drops
+    from mt5lab.training.refs import resolve
 
     ent = pd.read_parquet(entities).iloc[:rows].reset_index(drop=True)
     feast = pd.read_parquet(feast_out)
@@ -182,7 +182,7 @@ def main() -> None:
     for profile in [p.strip() for p in a.profiles.split(",") if p.strip()]:
         ctx = None
         if profile == "postgres":
-            from mt5lab.sandbox import postgres_profile_env
+            from mt5lab.testing.sandbox import postgres_profile_env
 
             ctx = postgres_profile_env()
             ctx.__enter__()

@@ -1,5 +1,5 @@
 """The one entity: ``symbol``."""
 
-from mt5lab.repo import entity
+from mt5lab.feast_repo.definitions import entity
 
 symbol = entity()

@@ -2,6 +2,6 @@
 
 from features import _views
 
-from mt5lab.repo import feature_service
+from mt5lab.feast_repo.definitions import feature_service
 
 mt5_v1 = feature_service(_views)

@@ -2,7 +2,7 @@
 
 from data_sources import TIMEFRAME, features_source
 
-from mt5lab.repo import feature_views
+from mt5lab.feast_repo.definitions import feature_views
 
 _views = feature_views(features_source, TIMEFRAME)
 ohlcv_features, technical_indicators_ma, technical_indicators_momentum, \

@@ -1,7 +1,7 @@
-"""The feature catalog, version 1: the one source of truth for the 42 features.
+"""The feature catalog, version 1: the one source of truth for the bar schema and the 42 features.
 
-Everything else reads this module: the TA-Lib computation (:mod:`mt5lab.compute`), the Feast
-objects (:mod:`mt5lab.repo`), the docs (``mt5lab catalog``) and the tests. Do not copy these lists.
+Everything else reads this module: the TA-Lib computation (:mod:`mt5lab.features.compute`), the Feast
+objects (:mod:`mt5lab.feast_repo.definitions`), the docs (``mt5lab catalog``) and the tests. Do not copy these lists.
 
 Availability rule (against look-ahead): a feature row computed from a bar is known only when the bar
 has *closed*, so its ``event_timestamp`` is ``time + timeframe``. A decision at ``t`` may see a row only
@@ -20,6 +20,8 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
+
+import polars as pl
 
 CATALOG_VERSION = 1
 FEATURE_SERVICE = "mt5_v1"
@@ -64,6 +66,30 @@ def check_timeframe(timeframe: str) -> str:
         raise ValueError(f"unknown timeframe {timeframe!r}; expected one of {' '.join(TIMEFRAMES)}")
     return tf
 
+
+
+def bar_duration(timeframe: str) -> timedelta:
+    """The length of one bar of ``timeframe`` (raises ValueError for an unknown timeframe)."""
+    return TIMEFRAMES[check_timeframe(timeframe)]
+
+
+# The bar: MT5's MqlRates record (``copy_rates_*``) plus ``timeframe``. ``time`` is the bar's *open*,
+# timezone-aware UTC; ``spread`` is in points (null where the source has none). Readers, validation,
+# both offline stores and the computation all use this one schema.
+BAR_SCHEMA: dict[str, pl.DataType] = {
+    "symbol": pl.String(),
+    "timeframe": pl.String(),
+    "time": pl.Datetime("us", "UTC"),
+    "open": pl.Float64(),
+    "high": pl.Float64(),
+    "low": pl.Float64(),
+    "close": pl.Float64(),
+    "tick_volume": pl.Int64(),
+    "spread": pl.Int64(),
+    "real_volume": pl.Int64(),
+}
+BAR_COLUMNS: tuple[str, ...] = tuple(BAR_SCHEMA)
+KEY = ("symbol", "timeframe", "time")
 
 WARMUP_MARGIN = 10.0
 """Seeds must decay to ``WARMUP_TOLERANCE / WARMUP_MARGIN``: a seed's error can be amplified on the

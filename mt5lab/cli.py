@@ -12,8 +12,7 @@ import traceback
 import click
 
 from mt5lab.catalog import DEFAULT_TIMEFRAME, TIMEFRAMES
-from mt5lab.errors import Mt5LabError
-from mt5lab.redact import install_log_redaction, redact
+from mt5lab.errors import Mt5LabError, install_log_redaction, redact
 
 _TF = click.Choice(list(TIMEFRAMES), case_sensitive=False)
 
@@ -40,9 +39,9 @@ def common(fn):
         except Mt5LabError as exc:
             _fail(exc, verbose, exc.exit_code)
         except Exception as exc:
-            from mt5lab.service_errors import translate
+            from mt5lab.errors import translate
 
-            if (err := translate(exc, profile)) is not None:  # Redis/PostgreSQL auth, connection
+            if (err := translate(exc, _resolved(profile))) is not None:  # Redis/PostgreSQL auth, connection
                 _fail(err, verbose, err.exit_code)
             _fail(exc, verbose, 1, prefix=f"{type(exc).__name__}: ")
 
@@ -55,6 +54,16 @@ def _fail(exc: BaseException, verbose: bool, code: int, prefix: str = "") -> Non
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     click.echo(redact(f"error: {prefix}{first}"), err=True)
     sys.exit(code)
+
+
+def _resolved(profile):
+    """The loaded profile for an error message, or None when the profile itself cannot load."""
+    from mt5lab.config import resolve
+
+    try:
+        return resolve(profile)
+    except Exception:
+        return None
 
 
 def _store(profile):
@@ -84,7 +93,7 @@ def cli() -> None:
 @common
 def ingest(paths, samples, symbol, timeframe, fmt, server_tz, calendar, profile):
     """Validate bar files and upsert them into the offline store (all or nothing)."""
-    from mt5lab.ingest import load_samples, write
+    from mt5lab.bars.ingest import load_samples, write
 
     if not paths and not samples:
         raise click.UsageError("give bar files, or --sample")
@@ -95,8 +104,8 @@ def ingest(paths, samples, symbol, timeframe, fmt, server_tz, calendar, profile)
         names = None if "ALL" in samples else [s.upper() for s in samples]
         bars, reports = load_samples(names)
         res = write(store, bars, reports)
-    else:  # streamed in batches (bounded memory), validated whole, then one write (mt5lab.ingest_stream)
-        from mt5lab.ingest_stream import ingest_files
+    else:  # streamed in batches (bounded memory), validated whole, then one write (mt5lab.bars.staging)
+        from mt5lab.bars.ingest import ingest_files
 
         res = ingest_files(store, paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
                            server_tz=server_tz, calendar=calendar)
@@ -115,7 +124,7 @@ def ingest(paths, samples, symbol, timeframe, fmt, server_tz, calendar, profile)
 @common
 def build(timeframes, symbols, profile):
     """Compute the 42 features from stored bars (full rebuild; unchanged rows untouched)."""
-    from mt5lab.build import build as run
+    from mt5lab.features.build import build as run
 
     res = run(_store(profile), [t.upper() for t in timeframes] or None, list(symbols) or None)
     for tf, r in res.items():
@@ -132,7 +141,7 @@ def _timeframes(store, given) -> list[str]:
 @common
 def apply(timeframes, profile):
     """Register the entity, six views and mt5_v1 in Feast (one project per timeframe)."""
-    from mt5lab.store import apply as run
+    from mt5lab.feast_repo.store import apply as run
 
     for tf in _timeframes(_store(profile), timeframes):
         s = run(profile, tf)
@@ -145,7 +154,7 @@ def apply(timeframes, profile):
 @common
 def materialize(timeframes, full, profile):
     """Write each symbol's latest features to the online store (since last time by default)."""
-    from mt5lab.materialize import materialize as run
+    from mt5lab.online.materialize import materialize as run
 
     store = _store(profile)
     for tf in [t.upper() for t in timeframes] or store.timeframes():
@@ -160,7 +169,7 @@ def materialize(timeframes, full, profile):
 @common
 def online(symbols, timeframe, as_json, profile):
     """Read the 42 online features of SYMBOLS."""
-    from mt5lab.online import online_frame
+    from mt5lab.online.feast_read import online_frame
 
     df = online_frame(list(symbols), timeframe.upper(), profile)
     if as_json:
@@ -210,7 +219,7 @@ def demo(profile):
 def training_set(entities, symbols, start, end, timeframe, every, features, labels, full_feature_names,
                  saved_dataset, out, profile):
     """Point-in-time training set (Feast semantics) to Parquet plus a manifest."""
-    from mt5lab.training_io import run
+    from mt5lab.training.files import run
 
     man = run(entities=entities, symbols=symbols, start=start, end=end, timeframe=timeframe.upper(),
               every=every, features=features, labels=labels, out=out, full_feature_names=full_feature_names,
@@ -220,7 +229,7 @@ def training_set(entities, symbols, start, end, timeframe, every, features, labe
                f"{man['content_hash']}")
 
 
-# -- hot path: update, serve, check freshness (mt5lab.update, mt5lab.serve, mt5lab.freshness) ------
+# -- hot path: update, serve, check freshness (mt5lab.update, mt5lab.online.server, mt5lab.freshness) ------
 @cli.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--symbol", help="Symbol of the bars (required unless the file has a symbol column).")
@@ -235,11 +244,11 @@ def training_set(entities, symbols, start, end, timeframe, every, features, labe
 @common
 def update(paths, symbol, timeframe, fmt, server_tz, calendar, offline_only, profile):
     """Add new bars incrementally: features from the last W stored bars, offline + online in one step."""
-    from mt5lab.ingest import load_sources
-    from mt5lab.update import update as run
+    from mt5lab.bars.ingest import read_files
+    from mt5lab.online.update import update as run
 
-    bars, _ = load_sources(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
-                           server_tz=server_tz, calendar=calendar or "fx")
+    bars, _ = read_files(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
+                          server_tz=server_tz, calendar=calendar or "fx")
     res = run(bars, profile=profile, timeframe=timeframe.upper(), calendar=calendar,
               source=paths[0] if len(paths) == 1 else "<inputs>", online=not offline_only)
     click.echo(res.summary())
@@ -257,7 +266,7 @@ def update(paths, symbol, timeframe, fmt, server_tz, calendar, offline_only, pro
 @common
 def serve(host, port, timeframe, workers, feast_handler, profile):
     """Run Feast's HTTP feature server (/get-online-features, /health) on the profile's config."""
-    from mt5lab.serve import serve as run
+    from mt5lab.online.server import serve as run
 
     run(profile, host=host, port=port, timeframe=timeframe.upper(), workers=workers,
         feast_handler=feast_handler, echo=click.echo)
@@ -283,7 +292,7 @@ def check_freshness(timeframes, symbols, calendar, grace, now_iso, as_json, prof
     stale, expired, future or missing."""
     from datetime import datetime, timedelta
 
-    from mt5lab.freshness import freshness, problems
+    from mt5lab.online.freshness import freshness, problems
 
     now = None
     if now_iso:

@@ -26,7 +26,6 @@ from mt5lab.errors import ConfigError
 PROFILES = {"local": "feature_store.yaml", "postgres": "feature_store.postgres.yaml"}
 DEFAULT_PROFILE = "local"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-SECRET_VARS = ("MT5LAB_PG_PASSWORD", "MT5LAB_REDIS_PASSWORD")
 
 
 def project_root() -> Path:
@@ -150,3 +149,8 @@ def load_profile(profile: str | None = None) -> Profile:
     # Substituted into the parsed strings, encoded per context (URL, Redis string): see envsubst.
     raw = expand(raw, values)
     return Profile(name=name, raw=raw, base_project=raw["project"])
+
+
+def resolve(profile: str | Profile | None = None) -> Profile:
+    """A loaded :class:`Profile` as it is, else :func:`load_profile` of a name (None: ``MT5LAB_PROFILE``)."""
+    return profile if isinstance(profile, Profile) else load_profile(profile)

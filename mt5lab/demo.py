@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from mt5lab.build import build
+from mt5lab.bars.ingest import load_samples, write
+from mt5lab.bars.samples import SAMPLES
 from mt5lab.catalog import FEATURE_NAMES
-from mt5lab.config import data_dir
-from mt5lab.ingest import load_samples, write
-from mt5lab.materialize import materialize
-from mt5lab.online import online_frame
-from mt5lab.samples import SAMPLES
+from mt5lab.config import data_dir, resolve
+from mt5lab.feast_repo.store import apply
+from mt5lab.features.build import build
+from mt5lab.online.feast_read import online_frame
+from mt5lab.online.materialize import materialize
 from mt5lab.storage import open_store
-from mt5lab.store import apply, resolve
 
 
 def run_demo(profile=None, progress: bool = True, echo=print) -> dict:
@@ -57,7 +57,7 @@ def online_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
 
 def save_chart(store, symbol: str = "GOOG") -> Path:
-    from mt5lab.plots import price_overview, save
+    from mt5lab.plots.base import price_overview, save
 
     sample = SAMPLES[symbol]
     feats = store.read_features(sample.timeframe, [symbol])

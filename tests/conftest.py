@@ -30,7 +30,7 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 def _reset_caches() -> None:
-    from mt5lab import store
+    from mt5lab.feast_repo import store
 
     store._STORES.clear()
 

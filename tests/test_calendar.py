@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
-from mt5lab.calendar import (
+from mt5lab.bars.calendars import (
     expected_bar_opens,
     expected_latest_close,
     find_gaps,

@@ -88,7 +88,7 @@ def demo_copy(demo_store, tmp_path):
 
 def registry_objects(data: Path, monkeypatch) -> dict:
     """What the local registry lists, read by Feast afresh (no cached store)."""
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
 
     monkeypatch.setenv("MT5LAB_DATA_DIR", str(data))
     monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
@@ -128,12 +128,12 @@ def test_disk_full_during_apply_leaves_the_registry_whole(demo_copy, monkeypatch
     assert reg.read_bytes() == before
     assert not [p for p in demo_copy.iterdir() if p.name.startswith(".registry-")]  # no temp left
     assert registry_objects(demo_copy, monkeypatch) == objects
-    from mt5lab.store import apply
+    from mt5lab.feast_repo.store import apply
 
     try:  # and the next apply works
         assert apply(None, "D1")["views"] == 6
     finally:
-        from mt5lab import store as store_mod
+        from mt5lab.feast_repo import store as store_mod
 
         store_mod._STORES.clear()
 
@@ -147,7 +147,7 @@ def test_disk_full_during_ingest_and_build_changes_nothing(demo_copy, tmp_path):
     one_line_error(out, StoreError.exit_code, "cannot write", "bars.parquet")
     assert tree_hash(demo_copy) == before
     # Ingest for real, then a build that cannot write its features file.
-    from mt5lab.ingest_stream import ingest_files
+    from mt5lab.bars.ingest import ingest_files
     from mt5lab.storage.local import LocalStore
 
     ok = ingest_files(LocalStore(demo_copy), [new], symbol="EURUSD", timeframe="H1", progress=False)
@@ -167,7 +167,7 @@ def _features(data: Path, tf: str) -> pl.DataFrame:
 
 
 def test_two_builds_at_once_equal_one(tmp_path):
-    from mt5lab.ingest import load_samples, write
+    from mt5lab.bars.ingest import load_samples, write
     from mt5lab.storage.local import LocalStore
 
     dirs = [tmp_path / "race" / "data", tmp_path / "single" / "data"]
@@ -189,10 +189,10 @@ def test_two_builds_at_once_equal_one(tmp_path):
 
 
 def test_two_updates_at_once_equal_one(demo_store, tmp_path, monkeypatch):
-    from mt5lab.ingest import load_sources
-    from mt5lab.online import online_frame
+    from mt5lab.bars.ingest import read_files
+    from mt5lab.online.feast_read import online_frame
+    from mt5lab.online.update import update
     from mt5lab.storage.local import LocalStore
-    from mt5lab.update import update
 
     race, single = tmp_path / "race", tmp_path / "single"
     for d in (race, single):
@@ -210,12 +210,12 @@ def test_two_updates_at_once_equal_one(demo_store, tmp_path, monkeypatch):
     assert registry_objects(race, monkeypatch) == objects
     race_online = online_frame(["EURUSD"], "H1")
     registry_objects(single, monkeypatch)  # points the process at the reference copy
-    bars, _ = load_sources([new], symbol="EURUSD", timeframe="H1", progress=False)
+    bars, _ = read_files([new], symbol="EURUSD", timeframe="H1", progress=False)
     update(bars, timeframe="H1", source=str(new))  # one run, the reference
     assert LocalStore(race).read_bars("H1").equals(LocalStore(single).read_bars("H1"))
     assert _features(race, "H1").equals(_features(single, "H1"))
     assert race_online.equals(online_frame(["EURUSD"], "H1"))
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
 
     store_mod._STORES.clear()
 
@@ -234,9 +234,9 @@ def m1_generic(path: Path, n: int) -> Path:
 def pg_env(tmp_path):
     """A fresh database with the samples; the postgres profile's variables (a canary password: the
     machine's server trusts local connections, so it travels but is never checked)."""
-    from mt5lab.ingest import load_samples, write
-    from mt5lab.sandbox import free_port, postgres_database
+    from mt5lab.bars.ingest import load_samples, write
     from mt5lab.storage.postgres import PostgresStore
+    from mt5lab.testing.sandbox import free_port, postgres_database
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -295,7 +295,7 @@ def test_postgres_backend_terminated_mid_ingest_rolls_back(pg_env, tmp_path):
 @pytest.mark.services
 def test_postgres_down_errors_hold_no_secret(pg_env, tmp_path):
     """Connection refused on every verb that touches the offline store, with and without --verbose."""
-    from mt5lab.sandbox import free_port
+    from mt5lab.testing.sandbox import free_port
 
     _, env = pg_env
     env = env | {"MT5LAB_PG_PORT": str(free_port())}
@@ -314,7 +314,7 @@ class RedisProcess:
     """A throwaway redis-server with ``appendfsync always`` that can be killed and restarted in place."""
 
     def __init__(self, workdir: Path, password: str):
-        from mt5lab.sandbox import free_port
+        from mt5lab.testing.sandbox import free_port
 
         self.dir, self.password, self.port, self.proc = workdir, password, free_port(), None
         workdir.mkdir(parents=True, exist_ok=True)
@@ -372,8 +372,8 @@ def _feature_rows(symbols: list[str], when: datetime, seed: int) -> pl.DataFrame
 
 def _online_rows(profile, symbols: list[str]) -> dict[str, list]:
     """Per symbol, per view: (event ts, {feature: value}) as Feast's Redis store returns them."""
-    from mt5lab import store as store_mod
-    from mt5lab.online_store import OnlineTables, to_python
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.online.tables import OnlineTables, to_python
 
     store_mod._STORES.clear()
     tables = OnlineTables(profile, "D1")
@@ -394,9 +394,9 @@ def _matches(online_view: tuple, offline_row: dict) -> bool:
 
 @pytest.mark.services
 def test_redis_killed_mid_materialize_then_rerun_heals(pg_env, tmp_path, monkeypatch):
-    from mt5lab import store as store_mod
-    from mt5lab.materialize import materialize
-    from mt5lab.store import apply
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.materialize import materialize
 
     store, env = pg_env
     if shutil.which("redis-server") is None:

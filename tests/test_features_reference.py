@@ -21,9 +21,9 @@ import polars as pl
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view as windows
 
+from mt5lab.bars.samples import load_sample
 from mt5lab.catalog import BY_NAME, FEATURES, MAX_WARMUP
-from mt5lab.compute import compute_features
-from mt5lab.samples import load_sample
+from mt5lab.features.compute import compute_features
 
 RTOL = 1e-9
 ATOL_REL_TO_SCALE = 1e-12

@@ -33,9 +33,10 @@ def _week(symbol: str) -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def fx_store(tmp_path_factory):
-    from mt5lab import online_reader, store
-    from mt5lab.store import apply
-    from mt5lab.update import update
+    from mt5lab.feast_repo import store
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online import reader as online_reader
+    from mt5lab.online.update import update
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("fresh") / "data"))

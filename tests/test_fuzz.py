@@ -20,8 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mt5lab.bars import BAR_COLUMNS
-from mt5lab.catalog import TIMEFRAMES
+from mt5lab.catalog import BAR_COLUMNS, TIMEFRAMES
 from mt5lab.errors import Mt5LabError
 
 N = int(os.environ.get("MT5LAB_FUZZ_EXAMPLES", "120"))
@@ -66,7 +65,7 @@ def text_file(draw) -> bytes:
 
 
 def _read_all(path: Path, fmt: str, **kw) -> None:
-    from mt5lab.readers import iter_bars
+    from mt5lab.bars.readers import iter_bars
 
     for _ in iter_bars(path, symbol=kw.get("symbol", "FUZZ"), timeframe=kw.get("timeframe", "H1"), format=fmt,
                        server_tz=kw.get("server_tz", "UTC"), batch_rows=kw.get("batch_rows", 3)):
@@ -175,7 +174,7 @@ def bar_frame(draw) -> pl.DataFrame:
 @FUZZ
 @given(frame=bar_frame(), calendar=st.sampled_from(["fx", "equity", "24x7"]), pandas=st.booleans())
 def test_validate_raises_only_own_errors(frame, calendar, pandas):
-    from mt5lab.validate import validate_bars
+    from mt5lab.bars.validate import validate_bars
 
     arg = frame.to_pandas() if pandas and frame.width else frame
     _only_own_errors(validate_bars, arg, source="fuzz", calendar=calendar)

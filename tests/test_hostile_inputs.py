@@ -1,7 +1,7 @@
 """Hostile input corpus: every bad file, value or name is either stored safely or rejected by a clear
 rule, and a rejected ingest leaves the stores byte-for-byte unchanged.
 
-Each case runs in-process through :func:`mt5lab.ingest_stream.ingest_files` (what ``mt5lab ingest
+Each case runs in-process through :func:`mt5lab.bars.ingest.ingest_files` (what ``mt5lab ingest
 FILE`` calls) against a store pre-loaded with the real sample bars, on both profiles: the local
 Parquet store (SHA-256 of every file under the data dir before and after) and the PostgreSQL store
 (row count and md5 of every table's rows, in a fresh database). A representative subset runs
@@ -163,7 +163,7 @@ def pg_fingerprint(conn) -> dict[str, tuple[int, str]]:
 
 @pytest.fixture(scope="module")
 def samples():
-    from mt5lab.ingest import load_samples
+    from mt5lab.bars.ingest import load_samples
 
     bars, reports = load_samples()
     return bars, reports
@@ -172,7 +172,7 @@ def samples():
 @pytest.fixture(scope="module")
 def local_template(tmp_path_factory, samples):
     """A data dir holding the real sample bars (copied per test)."""
-    from mt5lab.ingest import write
+    from mt5lab.bars.ingest import write
     from mt5lab.storage.local import LocalStore
 
     root = tmp_path_factory.mktemp("hostile-template") / "data"
@@ -190,9 +190,9 @@ def local_dir(local_template, tmp_path):
 @pytest.fixture(scope="module")
 def pg_db(samples):
     """A fresh database with the samples ingested; yields (store, database name)."""
-    from mt5lab.ingest import write
-    from mt5lab.sandbox import postgres_database
+    from mt5lab.bars.ingest import write
     from mt5lab.storage.postgres import PostgresStore
+    from mt5lab.testing.sandbox import postgres_database
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -229,7 +229,7 @@ def target(request, tmp_path):
 
 
 def _ingest(store, path: Path, case: Case):
-    from mt5lab.ingest_stream import ingest_files
+    from mt5lab.bars.ingest import ingest_files
 
     return ingest_files(store, [path], symbol=case.symbol, timeframe=case.timeframe, server_tz=case.server_tz,
                         batch_rows=case.batch_rows, progress=False)
@@ -276,7 +276,7 @@ def _base_env(data: Path) -> dict[str, str]:
 
 
 def _pg_env(data: Path, db: str) -> dict[str, str]:
-    from mt5lab.sandbox import free_port
+    from mt5lab.testing.sandbox import free_port
 
     return _base_env(data) | {
         "MT5LAB_PROFILE": "postgres", "MT5LAB_PG_HOST": "127.0.0.1", "MT5LAB_PG_PORT": "5432",
@@ -411,7 +411,7 @@ def test_hostile_symbols_are_data_not_paths_or_sql(target, tmp_path):
 
 def test_hostile_symbols_through_build(local_dir, tmp_path):
     """Names flow through feature computation too (local store: symbols are column values)."""
-    from mt5lab.build import build
+    from mt5lab.features.build import build
     from mt5lab.storage.local import LocalStore
 
     store = LocalStore(local_dir)
@@ -429,7 +429,7 @@ def test_cross_file_duplicate_names_both_files(target, tmp_path):
     a.write_text(mt5_text(good_rows(5)))
     b.write_text(mt5_text(good_rows(3, T0 + timedelta(hours=4))))
     before = target.take()
-    from mt5lab.ingest_stream import ingest_files
+    from mt5lab.bars.ingest import ingest_files
 
     with pytest.raises(BarValidationError) as err:
         ingest_files(target.store(), [a, b], symbol="TWOFILES", timeframe="H1", progress=False)
@@ -455,10 +455,10 @@ def test_bad_arguments_are_mt5lab_errors(tmp_path, local_dir):
 
 def test_hostile_symbols_through_materialize_and_online(demo_store, tmp_path, monkeypatch):
     """Names as Feast entity keys: materialized to the online store and read back by Feast."""
-    from mt5lab import store as store_mod
-    from mt5lab.build import build
-    from mt5lab.materialize import materialize
-    from mt5lab.online import online_frame
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.features.build import build
+    from mt5lab.online.feast_read import online_frame
+    from mt5lab.online.materialize import materialize
     from mt5lab.storage.local import LocalStore
 
     data = tmp_path / "data"

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mt5lab.ingest import load_samples, load_sources, write
-from mt5lab.ingest_stream import ingest_files
+from mt5lab.bars.ingest import ingest_files, load_samples, write
+from mt5lab.bars.readers import read_bars
+from mt5lab.bars.validate import validate_bars
 
 
 def _mt5_overlapping(path: Path) -> Path:
@@ -41,8 +42,8 @@ def _stores(profile: str, request, tmp_path):
         from mt5lab.storage.local import LocalStore
 
         return LocalStore(tmp_path / "a"), LocalStore(tmp_path / "b")
-    from mt5lab.sandbox import postgres_database
     from mt5lab.storage.postgres import PostgresStore
+    from mt5lab.testing.sandbox import postgres_database
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -65,8 +66,8 @@ def test_streaming_equals_whole_file_ingest(profile, request, tmp_path):
     files = [(_mt5_overlapping(tmp_path / "eurusd.txt"), "EURUSD"), (_interleaved(tmp_path / "multi.csv"), None)]
     refs = []
     for path, symbol in files:
-        bars, reports = load_sources([path], symbol=symbol, timeframe="H1", progress=False)
-        ref = write(whole, bars, reports)
+        bars = read_bars(path, symbol=symbol, timeframe="H1")  # the whole file at once: the reference
+        ref = write(whole, bars.drop("source_row"), [validate_bars(bars, source=str(path), calendar="fx")])
         got = ingest_files(streamed, [path], symbol=symbol, timeframe="H1", batch_rows=37, progress=False)
         assert (got.rows, got.write) == (ref.rows, ref.write)
         assert [r.gaps.height for r in got.reports] == [r.gaps.height for r in ref.reports]

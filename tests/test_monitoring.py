@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from mt5lab.catalog import FEATURE_NAMES
-from mt5lab.monitoring import EPS, MIN_COUNT, drift_summary, psi, psi_table, status, windows
+from mt5lab.research.monitoring import EPS, MIN_COUNT, drift_summary, psi, psi_table, status, windows
 
 
 def test_identical_samples_have_zero_psi():

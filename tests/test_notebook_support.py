@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from mt5lab.notebook import items, numbers
-from mt5lab.record import Recorder, read_records, to_json
+from mt5lab.notebook.record import Recorder, read_records, to_json
+from mt5lab.notebook.session import items, numbers
 
 
 def test_recorder_writes_plain_json_and_replaces_values(tmp_path):
@@ -56,7 +56,7 @@ def _csv(path, rows):
 
 
 def test_inspect_source_rejects_without_raising_and_ingest_writes_nothing(tmp_path, data_dir):
-    from mt5lab.quality import ingest_inspected, inspect_source
+    from mt5lab.research.quality import ingest_inspected, inspect_source
     from mt5lab.storage import open_store
 
     bad = _csv(tmp_path / "bad.csv", ["2024-01-02 10:00,1.1,1.2,1.0,1.1,5",
@@ -73,7 +73,7 @@ def test_inspect_source_rejects_without_raising_and_ingest_writes_nothing(tmp_pa
 
 
 def test_inspect_source_gap_table_names_the_missing_weekday(tmp_path, data_dir):
-    from mt5lab.quality import calendar_table, gap_table, inspect_source
+    from mt5lab.research.quality import calendar_table, gap_table, inspect_source
 
     days = ["2024-01-01", "2024-01-02", "2024-01-04", "2024-01-05", "2024-01-08"]  # Wed 3rd missing
     good = _csv(tmp_path / "d1.csv", [f"{d},10,11,9,10,100" for d in days])
@@ -98,7 +98,7 @@ def test_inspect_source_gap_table_names_the_missing_weekday(tmp_path, data_dir):
      datetime(2013, 2, 26, tzinfo=UTC)),
 ])
 def test_weekend_scenarios_stay_fresh_through_the_closure(tf, cal, after, last_close, reopen_bar_close):
-    from mt5lab.serving_check import weekend_scenarios
+    from mt5lab.research.serving import weekend_scenarios
 
     s = weekend_scenarios(tf, cal, after)
     assert s["last_close"].iloc[0] == last_close
@@ -109,9 +109,9 @@ def test_weekend_scenarios_stay_fresh_through_the_closure(tf, cal, after, last_c
 
 @pytest.fixture
 def goog_store(data_dir):
-    from mt5lab.build import build
-    from mt5lab.ingest import write
-    from mt5lab.samples import load_sample
+    from mt5lab.bars.ingest import write
+    from mt5lab.bars.samples import load_sample
+    from mt5lab.features.build import build
     from mt5lab.storage import open_store
 
     store = open_store()
@@ -122,8 +122,8 @@ def goog_store(data_dir):
 
 def test_lookahead_check_passes_the_real_join_and_catches_a_one_bar_leak(goog_store):
     from mt5lab.catalog import FEATURE_NAMES
-    from mt5lab.training import training_set
-    from mt5lab.training_check import entities, lookahead_check
+    from mt5lab.research.lookahead import entities, lookahead_check
+    from mt5lab.training.assemble import training_set
 
     keys = entities(goog_store, ["GOOG"], "D1", every=7)
     ts = training_set(keys, "mt5_v1", timeframe="D1", to="polars", store=goog_store, progress=False)
@@ -138,8 +138,8 @@ def test_lookahead_check_passes_the_real_join_and_catches_a_one_bar_leak(goog_st
 
 def test_null_table_splits_warmup_from_other_nulls(goog_store):
     from mt5lab.catalog import BY_NAME
-    from mt5lab.training import training_set
-    from mt5lab.training_check import entities, null_table
+    from mt5lab.research.lookahead import entities, null_table
+    from mt5lab.training.assemble import training_set
 
     keys = entities(goog_store, ["GOOG"], "D1")
     ts = training_set(keys, "mt5_v1", timeframe="D1", to="polars", store=goog_store, progress=False)

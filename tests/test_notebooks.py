@@ -164,7 +164,7 @@ def _common(rec: dict, out: Path, stem: str):
 
 # Facts about the bundled samples, read independently of mt5lab's readers.
 def _sample_dates(name: str) -> list[str]:
-    from mt5lab.samples import sample_path
+    from mt5lab.bars.samples import sample_path
 
     with open(sample_path(name)) as fh:
         return [row[0] for row in list(csv.reader(fh))[1:]]

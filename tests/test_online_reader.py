@@ -18,7 +18,7 @@ def _py(v):
 
 @pytest.fixture
 def goog(demo_store):
-    from mt5lab.store import feature_store
+    from mt5lab.feast_repo.store import feature_store
 
     fs = feature_store(None, "D1")
     feast = fs.get_online_features(features=fs.get_feature_service("mt5_v1"),

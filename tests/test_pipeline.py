@@ -9,11 +9,11 @@ import numpy as np
 import polars as pl
 
 from mt5lab import catalog
+from mt5lab.bars.samples import SAMPLES
 from mt5lab.demo import run_demo
-from mt5lab.online import online_frame
-from mt5lab.samples import SAMPLES
+from mt5lab.feast_repo.store import feature_store
+from mt5lab.online.feast_read import online_frame
 from mt5lab.storage import open_store
-from mt5lab.store import feature_store
 
 
 def _digests(root) -> dict[str, str]:

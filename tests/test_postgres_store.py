@@ -13,8 +13,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from mt5lab.bars import BAR_SCHEMA
-from mt5lab.catalog import FEATURE_NAMES, FEATURES, TIMEFRAMES
+from mt5lab.catalog import BAR_SCHEMA, FEATURE_NAMES, FEATURES, TIMEFRAMES
 from mt5lab.errors import StoreError
 from mt5lab.storage.base import FEATURE_COLUMNS, feature_schema
 
@@ -25,7 +24,7 @@ ODD = ["x'); DROP TABLE market_data.ohlcv_d1; --", 'we"ird,sym\nbol', "ÄÖÜ.�
 
 @pytest.fixture(scope="module")
 def db():
-    from mt5lab.sandbox import postgres_database
+    from mt5lab.testing.sandbox import postgres_database
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -63,7 +62,7 @@ def bars(symbols, n, tf="D1", start=T0, seed=0) -> pl.DataFrame:
 
 
 def feature_frame(b: pl.DataFrame, tf="D1", created=T0) -> pl.DataFrame:
-    from mt5lab.build import feature_rows
+    from mt5lab.features.build import feature_rows
 
     return feature_rows(b, tf, created=created)
 
@@ -272,13 +271,13 @@ def test_bulk_copy_encodes_nulls_nan_and_extremes(store):
 def test_materialize_to_redis_writes_only_changes_and_matches_offline(tmp_path, monkeypatch):
     """Redis skips a write whose event timestamp is not newer than the stored one; a revised latest
     bar has the same timestamp. mt5lab's materialize must still rewrite it, and only it."""
-    from mt5lab import store as store_mod
-    from mt5lab.build import build
-    from mt5lab.materialize import materialize
-    from mt5lab.online import online_frame
-    from mt5lab.sandbox import postgres_profile_env
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.features.build import build
+    from mt5lab.online.feast_read import online_frame
+    from mt5lab.online.materialize import materialize
     from mt5lab.storage import open_store
-    from mt5lab.store import apply
+    from mt5lab.testing.sandbox import postgres_profile_env
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)

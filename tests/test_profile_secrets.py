@@ -92,7 +92,7 @@ def test_profile_repr_and_store_repr_hide_the_password(team_env):
 
 
 def test_redaction_covers_encoded_forms(monkeypatch):
-    from mt5lab.redact import redact
+    from mt5lab.errors import redact
 
     monkeypatch.setenv("MT5LAB_PG_PASSWORD", "a/b@c!d")
     text = "url postgresql+psycopg://u:a%2Fb%40c%21d@h/db and raw a/b@c!d and json \"a/b@c!d\""

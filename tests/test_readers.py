@@ -10,11 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mt5lab.bars import BAR_SCHEMA
+from mt5lab.bars.clock import NY_CLOSE
+from mt5lab.bars.readers import iter_bars, read_bars, read_mt5_export, read_table
+from mt5lab.bars.samples import load_sample, sample_path
+from mt5lab.bars.validate import validate_bars
+from mt5lab.catalog import BAR_SCHEMA
 from mt5lab.errors import BarValidationError, ConfigError
-from mt5lab.readers import NY_CLOSE, iter_bars, read_bars, read_mt5_export, read_table
-from mt5lab.samples import load_sample, sample_path
-from mt5lab.validate import validate_bars
 
 MT5_HEADER = "<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"
 MT5_D1_HEADER = "<DATE>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>"

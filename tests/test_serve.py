@@ -12,7 +12,7 @@ import psutil
 import pytest
 
 from mt5lab.catalog import FEATURE_NAMES
-from mt5lab.sandbox import serve_process
+from mt5lab.testing.sandbox import serve_process
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
@@ -27,10 +27,11 @@ def fresh_store(tmp_path_factory):
     """GOOG's real bars moved to end yesterday (fresh), the original GOOG bars as OLD (expired)."""
     import polars as pl
 
-    from mt5lab import online_reader, store
-    from mt5lab.samples import load_sample
-    from mt5lab.store import apply
-    from mt5lab.update import update
+    from mt5lab.bars.samples import load_sample
+    from mt5lab.feast_repo import store
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online import reader as online_reader
+    from mt5lab.online.update import update
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("serve") / "data"))
@@ -53,7 +54,7 @@ def _feast_handler(body: dict) -> dict:
     from fastapi.testclient import TestClient
     from feast.feature_server import get_app
 
-    from mt5lab.store import feature_store
+    from mt5lab.feast_repo.store import feature_store
 
     with TestClient(get_app(feature_store(None, "D1"), 0)) as client:
         r = client.post("/get-online-features", json=body)
@@ -109,11 +110,11 @@ def test_serve_over_http_matches_feast_and_applies_ttl(fresh_store):
 def test_serve_postgres_profile_keeps_secrets_out_of_argv(tmp_path, monkeypatch):
     import polars as pl
 
-    from mt5lab import store as store_mod
-    from mt5lab.samples import load_sample
-    from mt5lab.sandbox import postgres_profile_env
-    from mt5lab.store import apply
-    from mt5lab.update import update
+    from mt5lab.bars.samples import load_sample
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.update import update
+    from mt5lab.testing.sandbox import postgres_profile_env
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)

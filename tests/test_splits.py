@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from mt5lab.errors import TrainingSetError
-from mt5lab.splits import train_val_test, walk_forward
+from mt5lab.training.splits import train_val_test, walk_forward
 
 H = 5  # label horizon in bars
 

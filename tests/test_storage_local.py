@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from mt5lab.build import feature_rows
-from mt5lab.samples import load_sample
+from mt5lab.bars.samples import load_sample
+from mt5lab.features.build import feature_rows
 from mt5lab.storage.local import LocalStore
 
 
@@ -73,7 +73,7 @@ _FULL_DISK = """
 import resource, signal, sys
 import polars as pl
 from mt5lab.errors import StoreError
-from mt5lab.samples import load_sample
+from mt5lab.bars.samples import load_sample
 from mt5lab.storage.local import LocalStore
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))  # the disk is 'full' past 4 KiB per file

@@ -1,7 +1,7 @@
 """The team ("postgres") profile end to end, against servers that really check passwords.
 
 A private scram-sha-256 PostgreSQL cluster and a ``requirepass`` Redis are started for this module
-(:mod:`mt5lab.sandbox_cluster`, :mod:`mt5lab.sandbox`). The whole pipeline runs through the CLI in
+(:mod:`mt5lab.testing.cluster`, :mod:`mt5lab.testing.sandbox`). The whole pipeline runs through the CLI in
 a subprocess with a distinctive password; then the working tree, the data directory, every file
 written under /tmp and $HOME during the run, the server's log and data files, a dump of the
 database (registry included), an executed notebook and all captured output are searched for it.
@@ -57,8 +57,8 @@ def _cli(args, env, timeout=600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def team(tmp_path_factory):
     """Both servers up, and the demo run once through the CLI with the canary passwords."""
-    from mt5lab.sandbox import redis_server
-    from mt5lab.sandbox_cluster import pg_bindir, postgres_cluster
+    from mt5lab.testing.cluster import pg_bindir, postgres_cluster
+    from mt5lab.testing.sandbox import redis_server
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)  # the same packages provide initdb
@@ -130,8 +130,8 @@ def test_demo_pipeline_reads_back_all_42_features(team):
 
 
 def test_online_redis_equals_offline_latest_for_every_feature(team, monkeypatch):
-    from mt5lab import store as store_mod
-    from mt5lab.online import online_frame
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.online.feast_read import online_frame
     from mt5lab.storage import open_store
 
     for k, v in team["env"].items():
@@ -159,9 +159,9 @@ def test_feast_reads_the_postgres_source_with_the_password(team, monkeypatch):
     """Feast's own Postgres offline store (password, sslmode from the variables) sees mt5lab's rows."""
     import pandas as pd
 
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import feature_store
     from mt5lab.storage import open_store
-    from mt5lab.store import feature_store
 
     for k, v in team["env"].items():
         if k.startswith("MT5LAB_"):
@@ -251,7 +251,7 @@ def test_concurrent_apply_from_two_processes(team, monkeypatch):
     assert services == [("mt5lab", "mt5_v1"), ("mt5lab_h1", "mt5_v1")]
     assert entities == [(p, e) for p in ("mt5lab", "mt5lab_h1") for e in ("__dummy", "symbol")]  # Feast's + ours
     # And Feast itself reads every object back intact.
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
 
     for k, v in env.items():
         if k.startswith("MT5LAB_"):
@@ -266,7 +266,7 @@ def test_concurrent_apply_from_two_processes(team, monkeypatch):
 
 
 def test_executed_notebook_holds_no_secret(team, tmp_path, monkeypatch):
-    from mt5lab.report import execute
+    from mt5lab.notebook.report import execute
 
     for k, v in team["env"].items():
         if k.startswith("MT5LAB_"):

@@ -15,12 +15,12 @@ import polars as pl
 import pytest
 
 from mt5lab import catalog
-from mt5lab.build import feature_rows
+from mt5lab.bars.samples import load_sample
 from mt5lab.catalog import FEATURES, MAX_WARMUP, WARMUP_TOLERANCE, ttl
-from mt5lab.compute import compute_features
-from mt5lab.feast_reference import compare, feast_historical, file_store_drops
-from mt5lab.samples import load_sample
-from mt5lab.training import training_set
+from mt5lab.features.build import feature_rows
+from mt5lab.features.compute import compute_features
+from mt5lab.training.assemble import training_set
+from mt5lab.training.pit_feast import compare, feast_historical, file_store_drops
 
 D1 = timedelta(days=1)
 TTL = ttl("D1")
@@ -54,8 +54,8 @@ SYNTH = {"AAA": dict(n=260, seed=1), "BBB": dict(n=230, seed=2, start=START + 40
 
 
 def _fill_store(profile: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from mt5lab.feast_repo.store import apply
     from mt5lab.storage import open_store
-    from mt5lab.store import apply
 
     bars = pl.concat([synthetic_bars(s, **kw) for s, kw in SYNTH.items()])
     store = open_store(profile)
@@ -71,7 +71,7 @@ def synth_store(request, tmp_path_factory):
     """The synthetic D1 store on each profile (postgres: a fresh database and a throwaway Redis)."""
     from contextlib import ExitStack
 
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
 
     mp = pytest.MonkeyPatch()
     stack = ExitStack()
@@ -80,7 +80,7 @@ def synth_store(request, tmp_path_factory):
         from tests.conftest import require_service
 
         require_service("PostgreSQL", "127.0.0.1", 5432)
-        from mt5lab.sandbox import postgres_profile_env
+        from mt5lab.testing.sandbox import postgres_profile_env
 
         stack.enter_context(postgres_profile_env())
     else:
@@ -161,7 +161,7 @@ def test_equals_feast_get_historical_features(synth_store, seed, features, full,
         assert len(feast) == len(edf)
         # the server-side join (small frames) was compared with Feast below; the bulk read + polars
         # as-of path (large frames) must give the very same frame
-        from mt5lab import pit_sql
+        from mt5lab.training import pit_sql
 
         monkeypatch.setattr(pit_sql, "LATERAL_MAX_ROWS", 0)
         bulk = training_set(edf, features, profile=prof, full_feature_names=full, progress=False)
@@ -224,7 +224,7 @@ def test_h1_decision_sees_only_closed_d1_bar(synth_store):
 
 @pytest.fixture(scope="module")
 def sample_store(tmp_path_factory):
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
     from mt5lab.storage import open_store
 
     mp = pytest.MonkeyPatch()

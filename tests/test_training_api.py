@@ -13,13 +13,13 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from mt5lab.build import feature_rows
 from mt5lab.catalog import FEATURES, WARMUP_TOLERANCE, catalog_hash, ttl
 from mt5lab.errors import MaxLossExceeded, TrainingSetError
-from mt5lab.labels import parse_label
-from mt5lab.manifest import load_training_set, manifest_path, read_manifest, save_training_set
-from mt5lab.refs import resolve
-from mt5lab.training import training_set
+from mt5lab.features.build import feature_rows
+from mt5lab.training.assemble import training_set
+from mt5lab.training.labels import parse_label
+from mt5lab.training.manifest import load_training_set, manifest_path, read_manifest, save_training_set
+from mt5lab.training.refs import resolve
 
 D1 = timedelta(days=1)
 T0 = datetime(2022, 3, 7, tzinfo=UTC)
@@ -41,9 +41,9 @@ def _bars() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from mt5lab import store as store_mod
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import apply
     from mt5lab.storage import open_store
-    from mt5lab.store import apply
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("pit_api") / "data"))
@@ -183,7 +183,7 @@ def test_mirror_follows_every_write(data_dir):
 def test_a_join_that_loses_rows_raises(store, monkeypatch):
     """Row-count guards: a label join or a feature gather that lost a row is an error, never a
     silently shorter training set."""
-    import mt5lab.pit as pit
+    import mt5lab.training.pit as pit
 
     edf = _ent([("AAA", T0 + 5 * D1), ("BBB", T0 + 9 * D1), ("AAA", T0 + 7 * D1)])
     real_asof, real_gather = pl.DataFrame.join_asof, pit._gather
@@ -200,7 +200,7 @@ def test_a_join_that_loses_rows_raises(store, monkeypatch):
 
 def test_duplicate_store_rows_break_ties_by_created_timestamp(store, tmp_path):
     """Two feature rows with the same event_timestamp: the later created_timestamp wins (Feast)."""
-    from mt5lab.pit import _keys_of_store
+    from mt5lab.training.pit import _keys_of_store
 
     class Dup:
         profile = "local"
@@ -254,7 +254,7 @@ def test_manifest_and_content_hash(store, tmp_path):
     pq.write_table(bad, tmp_path / "a.parquet")
     with pytest.raises(TrainingSetError, match="content hash"):
         load_training_set(tmp_path / "a.parquet")
-    from mt5lab.store import feature_store
+    from mt5lab.feast_repo.store import feature_store
 
     ds = feature_store("local", "D1").get_saved_dataset("pit_api_set")
     assert ds.tags["content_hash"] == m1["content_hash"] and ds.feature_service_name == "mt5_v1"

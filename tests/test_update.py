@@ -15,16 +15,17 @@ import pandas as pd
 import polars as pl
 import pytest
 
+from mt5lab.bars.samples import load_sample
 from mt5lab.catalog import FEATURES, MAX_WARMUP, WARMUP_TOLERANCE
-from mt5lab.compute import compute_features
 from mt5lab.errors import BarValidationError, StoreError
-from mt5lab.samples import load_sample
+from mt5lab.features.compute import compute_features
 
 W = MAX_WARMUP
 
 
 def _reset() -> None:
-    from mt5lab import online_reader, store
+    from mt5lab.feast_repo import store
+    from mt5lab.online import reader as online_reader
 
     store._STORES.clear()
     online_reader.clear_cache()
@@ -39,7 +40,7 @@ def profile(request, tmp_path, monkeypatch):
     if request.param == "local":
         yield "local"
     else:
-        from mt5lab.sandbox import postgres_profile_env
+        from mt5lab.testing.sandbox import postgres_profile_env
         from tests.conftest import require_service
 
         require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -110,11 +111,11 @@ def _chunks(n: int, late: int, rng: np.random.Generator) -> list[list[int]]:
 
 @pytest.mark.slow
 def test_replay_equals_rebuild(profile):
-    from mt5lab.build import build
-    from mt5lab.online_reader import online_features
+    from mt5lab.feast_repo.store import apply, feature_store
+    from mt5lab.features.build import build
+    from mt5lab.online.reader import online_features
+    from mt5lab.online.update import update
     from mt5lab.storage import open_store
-    from mt5lab.store import apply, feature_store
-    from mt5lab.update import update
 
     apply(None, "D1")
     store = open_store()
@@ -182,9 +183,9 @@ def _py(v):
 
 
 def test_refused_before_any_write(data_dir):
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.update import update
     from mt5lab.storage import open_store
-    from mt5lab.store import apply
-    from mt5lab.update import update
 
     goog = load_sample("GOOG")
     with pytest.raises(StoreError, match="mt5lab apply"):
@@ -210,7 +211,7 @@ def test_update_cli(data_dir, tmp_path):
     from click.testing import CliRunner
 
     from mt5lab.cli import cli
-    from mt5lab.store import apply
+    from mt5lab.feast_repo.store import apply
 
     apply(None, "D1")
     goog = load_sample("GOOG")

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from mt5lab.bars import canonical
-from mt5lab.calendar import expected_bar_opens
+from mt5lab.bars.calendars import expected_bar_opens
+from mt5lab.bars.samples import load_sample
+from mt5lab.bars.schema import canonical
+from mt5lab.bars.validate import RULES, ValidationReport, validate_bars
 from mt5lab.errors import BarValidationError
-from mt5lab.samples import load_sample
-from mt5lab.validate import RULES, ValidationReport, validate_bars
 
 
 def utc(*args: int) -> datetime:

@@ -34,9 +34,9 @@ from polars.testing import assert_frame_equal
 from talib import abstract
 
 from mt5lab import catalog
+from mt5lab.bars.samples import load_sample
 from mt5lab.catalog import FEATURES, MAX_WARMUP, WARMUP_TOLERANCE
-from mt5lab.compute import compute_features
-from mt5lab.samples import load_sample
+from mt5lab.features.compute import compute_features
 
 SAMPLES = ("GOOG", "EURUSD")
 # The brief's 1, 37, 250 and 1000, plus 58 and 1145 (the starts where a sweep over every start found

@@ -1,4 +1,13 @@
-"""Offline storage behind one interface; the profile picks the implementation."""
+"""Offline storage behind one interface; the profile picks the implementation.
+
+:mod:`.base` is the interface (bars and features in, point-in-time reads out, a writer lock);
+:mod:`.local` the embedded default (Parquet under the data dir, atomic swaps); :mod:`.postgres` the
+team store (PostgreSQL, TimescaleDB where available) with its layout (:mod:`.pg_schema`), COPY
+(:mod:`.pg_copy`), upserts (:mod:`.pg_write`) and advisory locks (:mod:`.pg_lock`).
+
+May import: the base modules only (:mod:`mt5lab.catalog`, :mod:`mt5lab.errors`, :mod:`mt5lab.config`).
+Every stage above uses it.
+"""
 
 from __future__ import annotations
 

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from mt5lab.bars import BAR_SCHEMA, KEY
-from mt5lab.catalog import check_timeframe
+from mt5lab.catalog import BAR_SCHEMA, KEY, check_timeframe
 from mt5lab.errors import StoreError
 from mt5lab.storage.base import OfflineStore, WriteResult, feature_schema, merge_upsert
 

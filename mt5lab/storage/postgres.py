@@ -24,10 +24,8 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from mt5lab.bars import BAR_SCHEMA
-from mt5lab.catalog import TIMEFRAMES, check_timeframe
-from mt5lab.errors import ConfigError, StoreError
-from mt5lab.redact import redact
+from mt5lab.catalog import BAR_SCHEMA, TIMEFRAMES, check_timeframe
+from mt5lab.errors import ConfigError, StoreError, redact
 from mt5lab.storage.base import OfflineStore, WriteResult, feature_schema
 from mt5lab.storage.pg_copy import copy_out, select_list
 from mt5lab.storage.pg_lock import advisory, reentrant

@@ -1,0 +1,244 @@
+"""Validate canonical bars: hard rules (raise) and a report of gaps and suspicious rows (don't).
+
+:func:`validate_bars` raises :class:`~mt5lab.errors.BarValidationError` for the first violated rule
+in row order (on one row, the first rule in :data:`RULES` order), naming the source, the row (the
+``source_row`` column if present, else the 1-based position) and the rule. Schema problems (a missing
+column, a naive ``time``) are reported without a row. All rules are polars expressions evaluated in
+one pass, so a million rows validate in well under a second.
+
+Alignment: M1..H4 bars open on a multiple of their duration since the epoch (UTC); D1 bars at
+midnight UTC; W1 bars at midnight UTC on a Sunday (MT5's convention) or a Monday (most equity
+sources); both are accepted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from mt5lab.bars.calendars import check_calendar, find_gaps
+from mt5lab.bars.schema import to_polars
+from mt5lab.catalog import BAR_COLUMNS, TIMEFRAMES
+from mt5lab.errors import BarValidationError
+
+PRICES = ("open", "high", "low", "close")
+RULES: tuple[str, ...] = (
+    "invalid symbol", "unknown timeframe", "mixed timeframes", "time null", "time not aligned",
+    "price not finite", "price not positive", "high below low", "open outside low-high",
+    "close outside low-high", "tick_volume null", "negative tick_volume", "negative real_volume",
+    "negative spread", "duplicate time", "time not increasing",
+)
+"""Row rules, in the order they are reported for one row. ``duplicate time`` and ``time not
+increasing`` compare a bar with the previous bar of the same (symbol, timeframe), in row order.
+Schema rules (no row): ``missing column <c>``, ``non-numeric <c>``, ``time not datetime``,
+``time not tz-aware``."""
+OUTLIER_FACTOR = 10.0
+"""A bar is suspicious when its abs log return exceeds this many times its symbol's median."""
+_GAP_SCHEMA = {"symbol": pl.String, "timeframe": pl.String, "gap_start": pl.Datetime("us", "UTC"),
+               "gap_end": pl.Datetime("us", "UTC"), "missing_bars": pl.Int64}
+_SUSPICIOUS_SCHEMA = {"source_row": pl.Int64, "symbol": pl.String, "timeframe": pl.String,
+                      "time": pl.Datetime("us", "UTC"), "reason": pl.String}
+
+
+@dataclass
+class ValidationReport:
+    """What a valid frame contains: its extent, gaps against the calendar, and odd-looking rows."""
+
+    rows: int
+    symbols: tuple[str, ...]
+    first_time: datetime | None
+    last_time: datetime | None
+    gaps: pl.DataFrame = field(repr=False)
+    suspicious: pl.DataFrame = field(repr=False)
+
+    def summary(self) -> dict[str, int]:
+        """Plain numbers for notebooks and logs."""
+        return {
+            "rows": self.rows,
+            "symbols": len(self.symbols),
+            "gaps": self.gaps.height,
+            "missing_bars": int(self.gaps["missing_bars"].sum() or 0),
+            "suspicious": self.suspicious.height,
+        }
+
+
+def _symbol_ok(c: pl.Expr) -> pl.Expr:
+    n = c.str.len_chars()
+    return (c.is_not_null() & (n >= 1) & (n <= 64) & ~c.str.contains(r"[\x00-\x1f\x7f-\x9f]")
+            & ~c.str.contains(r"^\s|\s$"))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where each (symbol, timeframe) series sits in the frame, found without hashing every row.
+
+    Usually each series is one contiguous block (one file, or files concatenated): then ``starts``
+    are the block offsets and windows run over the integer block id ``_g``. Otherwise windows run
+    over the string keys.
+    """
+
+    keys: pl.DataFrame  # symbol, timeframe of each series, in order of first appearance
+    starts: list[int] | None  # block offsets when every series is contiguous
+
+    def window(self, expr: pl.Expr) -> pl.Expr:
+        if self.keys.height <= 1:
+            return expr
+        return expr.over("_g") if self.starts is not None else expr.over("symbol", "timeframe")
+
+    @staticmethod
+    def of(df: pl.DataFrame) -> tuple[_Layout, pl.DataFrame]:
+        """The layout of ``df``, and ``df`` with the block id ``_g`` when windows need it."""
+        sym, tf = pl.col("symbol"), pl.col("timeframe")
+        start = (pl.int_range(pl.len()) == 0) | sym.ne_missing(sym.shift(1)) | tf.ne_missing(tf.shift(1))
+        marks = df.select(_c=start)["_c"]
+        idx = marks.arg_true()
+        blocks = df.select(sym, tf).gather(idx)
+        if blocks.height == 1:
+            return _Layout(blocks, [0]), df
+        if not blocks.is_duplicated().any():
+            return _Layout(blocks, idx.cast(pl.Int64).to_list()), df.with_columns(_g=marks.cum_sum())
+        return _Layout(blocks.unique(maintain_order=True), None), df
+
+    def series(self, df: pl.DataFrame) -> list[tuple[str, str, pl.Series]]:
+        """(symbol, timeframe, times) of each series."""
+        if self.starts is not None:
+            ends = [*self.starts[1:], df.height]
+            return [(k[0], k[1], df["time"][a:b]) for k, a, b in zip(self.keys.rows(), self.starts, ends, strict=True)]
+        grouped = df.group_by("symbol", "timeframe", maintain_order=True).agg("time")
+        return [(grouped["symbol"][i], grouped["timeframe"][i], grouped["time"][i]) for i in range(grouped.height)]
+
+
+def _rule_exprs(df: pl.DataFrame, layout: _Layout) -> list[pl.Expr | None]:
+    """One boolean 'violated' expression per rule, in :data:`RULES` order (None: cannot fail).
+
+    Symbol and timeframe rules are decided on the distinct values, so they cost one ``unique``.
+    """
+    t, tf, sym = pl.col("time"), pl.col("timeframe"), pl.col("symbol")
+    symbols, tfs = df["symbol"].unique(), df["timeframe"].unique()
+    bad_symbols = symbols.to_frame().filter(~_symbol_ok(sym)).to_series()
+    known = tfs.drop_nulls().filter(tfs.drop_nulls().is_in(list(TIMEFRAMES)))
+    first_tf = df["timeframe"].drop_nulls().first()
+    us = t.dt.epoch("us")
+    day = 86_400_000_000
+    on_week_start = (us % day == 0) & t.dt.weekday().is_in([1, 7])
+    if tfs.len() == 1 and known.len() == 1:
+        step = TIMEFRAMES[known[0]] // timedelta(microseconds=1)
+        aligned = on_week_start if known[0] == "W1" else us % step == 0
+    else:
+        steps = tf.replace_strict({k: v // timedelta(microseconds=1) for k, v in TIMEFRAMES.items()},
+                                  default=None, return_dtype=pl.Int64)
+        aligned = pl.when(tf == "W1").then(on_week_start).otherwise(us % steps == 0)
+    prev = pl.col("_prev")
+    lo, hi = pl.col("low"), pl.col("high")
+    return [
+        (sym.is_null() | sym.is_in(bad_symbols.drop_nulls().implode())) if bad_symbols.len() else None,
+        (tf.is_null() | ~tf.is_in(list(TIMEFRAMES))) if known.len() < tfs.len() else None,
+        (tf != pl.lit(first_tf, pl.String)) if tfs.len() > 1 else None,
+        t.is_null(),
+        ~aligned,
+        pl.any_horizontal(pl.col(p).is_null() | ~pl.col(p).cast(pl.Float64).is_finite() for p in PRICES),
+        pl.any_horizontal(pl.col(p) <= 0 for p in PRICES),
+        hi < lo,
+        (pl.col("open") < lo) | (pl.col("open") > hi),
+        (pl.col("close") < lo) | (pl.col("close") > hi),
+        pl.col("tick_volume").is_null(),
+        pl.col("tick_volume") < 0,
+        pl.col("real_volume") < 0,
+        pl.col("spread") < 0,
+        t == prev,
+        t < prev,
+    ]
+
+
+def _check_schema(df: pl.DataFrame, source: str) -> None:
+    for c in BAR_COLUMNS:
+        if c not in df.columns:
+            raise BarValidationError(source, None, f"missing column {c}", f"columns: {', '.join(df.columns)}")
+    for c in (*PRICES, "tick_volume", "real_volume", "spread"):
+        if not (df.schema[c].is_numeric() or df.schema[c] == pl.Null):
+            raise BarValidationError(source, None, f"non-numeric {c}", f"dtype {df.schema[c]}")
+    tdt = df.schema["time"]
+    if not isinstance(tdt, pl.Datetime):
+        raise BarValidationError(source, None, "time not datetime", f"dtype {tdt}")
+    if tdt.time_zone is None:
+        raise BarValidationError(source, None, "time not tz-aware", "naive times; convert with server_tz")
+
+
+def _first_violation(df: pl.DataFrame, source: str, layout: _Layout) -> None:
+    if df.is_empty():
+        return
+    exprs = [(k, e.fill_null(False)) for k, e in enumerate(_rule_exprs(df, layout)) if e is not None]
+    firsts = df.with_columns(_prev=layout.window(pl.col("time").shift(1))).select(
+        pl.when(e.any()).then(e.arg_max()).alias(str(k)) for k, e in exprs
+    ).row(0)
+    hits = [(pos, k) for (k, _), pos in zip(exprs, firsts, strict=True) if pos is not None]
+    if not hits:
+        return
+    pos, k = min(hits)
+    given = df["source_row"][pos] if "source_row" in df.columns else None
+    row = int(given) if given is not None else pos + 1
+    values = df.row(pos, named=True)
+    shown = {c: values[c] for c in ("symbol", "timeframe", "time", *PRICES) if c in values}
+    raise BarValidationError(source, row, RULES[k], ", ".join(f"{c}={_shown(v)}" for c, v in shown.items()))
+
+
+def _shown(v) -> str:
+    """A value for a one-line message: ISO times, and a long (hostile) string cut to 40 characters."""
+    if isinstance(v, datetime):
+        return v.isoformat()
+    text = repr(v)
+    return text if len(text) <= 42 else f"{text[:40]}...({len(v) if isinstance(v, str) else len(text)} chars)"
+
+
+def _suspicious(df: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
+    """Rows that pass the rules but look odd, one row per (bar, reason)."""
+    row = pl.col("source_row") if "source_row" in df.columns else pl.int_range(1, pl.len() + 1)
+    absret = layout.window((pl.col("close") / pl.col("close").shift(1)).log().abs())
+    flagged = df.with_columns(source_row=row.cast(pl.Int64), _r=absret).with_columns(
+        _m=layout.window(pl.col("_r").median()))
+    outlier = f"abs log return > {OUTLIER_FACTOR:g}x symbol median"
+    zero_range = pl.col("high") == pl.col("low")
+    jump = (pl.col("_m") > 0) & (pl.col("_r") > OUTLIER_FACTOR * pl.col("_m"))  # flat series: no outliers
+    return (
+        flagged.filter(zero_range | jump.fill_null(False))
+        .select(
+            *(c for c in _SUSPICIOUS_SCHEMA if c != "reason"),
+            reason=pl.concat_list(
+                pl.when(zero_range).then(pl.lit("zero range")),
+                pl.when(jump).then(pl.lit(outlier)),
+            ).list.drop_nulls(),
+        )
+        .explode("reason")
+        .cast(_SUSPICIOUS_SCHEMA)
+    )
+
+
+def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str = "fx") -> ValidationReport:
+    """Check ``bars`` (canonical schema, optional ``source_row``) and report extent, gaps, oddities."""
+    cal = check_calendar(calendar)
+    bars = to_polars(bars)
+    _check_schema(bars, source)
+    if bars.schema["time"].time_zone != "UTC":  # weekdays and days are UTC ones
+        bars = bars.with_columns(pl.col("time").dt.convert_time_zone("UTC"))
+    if bars.is_empty():
+        return ValidationReport(0, (), None, None, pl.DataFrame(schema=_GAP_SCHEMA),
+                                pl.DataFrame(schema=_SUSPICIOUS_SCHEMA))
+    layout, work = _Layout.of(bars)
+    _first_violation(work, source, layout)
+    gaps = [
+        find_gaps(times, tf, cal)
+        .select(pl.lit(sym, pl.String).alias("symbol"), pl.lit(tf, pl.String).alias("timeframe"), pl.all())
+        for sym, tf, times in layout.series(bars)
+    ]
+    t = bars["time"]
+    return ValidationReport(
+        rows=bars.height,
+        symbols=tuple(sorted(set(layout.keys["symbol"].to_list()))),
+        first_time=t.min(),
+        last_time=t.max(),
+        gaps=pl.concat(gaps).cast(_GAP_SCHEMA),
+        suspicious=_suspicious(work, layout),
+    )
+

@@ -1,0 +1,102 @@
+"""Feast ``FeatureStore`` per profile and timeframe, built from an in-memory config, and ``apply``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+from mt5lab.catalog import DEFAULT_TIMEFRAME, VIEW_NAMES, check_timeframe
+from mt5lab.config import Profile, resolve
+
+log = logging.getLogger(__name__)
+
+
+def _quiet_feast() -> None:
+    for name in ("feast", "feast.infra", "feast.repo_config"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module=r"feast(\.|$)")
+
+
+_STORES: dict[tuple[str, int, str], object] = {}
+
+
+def _store(profile: Profile, timeframe: str):
+    from feast import FeatureStore
+
+    key = (profile.name, hash(json.dumps(profile.raw, sort_keys=True, default=str)), timeframe)
+    if key not in _STORES:
+        _quiet_feast()
+        fs = FeatureStore(config=profile.repo_config(timeframe))
+        _bootstrap_registry(profile, fs)
+        _STORES[key] = fs
+    return _STORES[key]
+
+
+def _bootstrap_registry(profile: Profile, fs) -> None:
+    """Open the registry now. A SQL registry creates its tables and project rows on first open:
+    two processes doing that at once can collide, so the team profile does it under an advisory
+    lock (:meth:`mt5lab.storage.postgres.PostgresStore.registry_lock`)."""
+    if profile.setting("registry", "registry_type") != "sql":
+        return
+    from mt5lab.storage import open_store
+
+    guard = getattr(open_store(profile), "registry_lock", None)
+    if guard is None:
+        fs.registry  # noqa: B018
+        return
+    with guard():
+        fs.registry  # noqa: B018
+
+
+def feature_store(profile: str | Profile | None = None, timeframe: str = DEFAULT_TIMEFRAME):
+    """Feast's ``feast.FeatureStore`` of ``profile`` for ``timeframe``: the secure store setup.
+
+    The profile's ``feature_store*.yaml`` is checked (every ``${VAR}`` set, else one ConfigError
+    naming all missing ones), its secrets substituted into the *parsed* config in memory (no file
+    with a credential is written) and the registry opened (a SQL registry under an advisory lock).
+    D1 is the Feast project ``mt5lab``; every other timeframe its own project (``mt5lab_h1``, ...).
+    One store per (profile, timeframe) is cached per process.
+
+    Args:
+        profile: ``"local"``, ``"postgres"``, a loaded :class:`mt5lab.config.Profile`, or None
+            (``MT5LAB_PROFILE``, default ``local``).
+        timeframe: ``M1`` ... ``W1``; ValueError for any other.
+
+    Raises:
+        ConfigError: unknown profile or unset variables. StoreError: a store refused the connection.
+    """
+    return _store(resolve(profile), check_timeframe(timeframe))
+
+
+def apply(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:
+    """Register the catalog's entity, source, six views and ``mt5_v1`` for one timeframe.
+
+    Idempotent: applying twice changes nothing. Views or services in the project that the catalog no
+    longer has are deleted, so the registry always equals the catalog.
+    """
+    from mt5lab.feast_repo.definitions import definitions
+    from mt5lab.storage import open_store
+
+    prof = resolve(profile)
+    offline = open_store(prof)
+    fs = feature_store(prof, timeframe)
+    objects = definitions(offline.feast_source(timeframe), timeframe)
+    wanted = {type(o).__name__ + ":" + o.name for o in objects}
+    with offline.lock():
+        existing = [*fs.list_feature_views(), *fs.list_feature_services()]
+        stale = [o for o in existing if type(o).__name__ + ":" + o.name not in wanted]
+        fs.apply(objects, objects_to_delete=stale, partial=False)
+        fs.refresh_registry()
+    return registry_summary(prof, timeframe)
+
+
+def registry_summary(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:
+    fs = feature_store(profile, timeframe)
+    views = fs.list_feature_views()
+    return {
+        "views": len(views),
+        "features": sum(len(v.features) for v in views),
+        "services": len(fs.list_feature_services()),
+        "catalog_views_present": sum(v.name in VIEW_NAMES for v in views),
+    }

@@ -1,0 +1,108 @@
+"""Incremental update, the hot path's write: new bars in, validated, their features computed from the
+last W stored bars, and bars, features and each symbol's newest online row written in one step
+(under the store's writer lock).
+
+1. Validate the new bars as ingest does, and refuse a bar that has not closed yet
+   (``time + timeframe > now``): its features would leak the future into the online store.
+2. Compute the feature rows of every new or revised bar from the stored history
+   (:func:`mt5lab.features.incremental.incremental_rows`: ``t*``, window, carried obv/ad).
+3. Write bars, then feature rows (upserts; unchanged rows keep their ``created_timestamp``), then
+   each symbol's newest row to the online store.
+
+Revision policy: **recompute from there.** A bar older than the newest stored one (late,
+out of order) or different from the stored bar at its time (a broker correction) is accepted;
+every row from it to the end is recomputed (``obv``/``ad`` are cumulative, so the whole tail moves)
+and the newest online row is rewritten. Re-sending identical bars changes nothing.
+
+Look-ahead: a row's features use its bar and earlier bars only; forming bars are refused (1.).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import polars as pl
+
+from mt5lab.bars.calendars import calendar_for
+from mt5lab.bars.schema import canonical
+from mt5lab.bars.validate import validate_bars
+from mt5lab.catalog import TIMEFRAMES
+from mt5lab.config import resolve
+from mt5lab.errors import BarValidationError
+from mt5lab.features.incremental import incremental_rows
+from mt5lab.online.reader import reader
+from mt5lab.storage import WriteResult, open_store
+
+
+@dataclass
+class UpdateResult:
+    timeframe: str
+    rows: int
+    bars: WriteResult
+    features: WriteResult
+    recomputed_from: dict[str, datetime] = field(default_factory=dict)  # per changed symbol: t*
+    online_symbols: int = 0
+    report: object = None  # mt5lab.bars.validate.ValidationReport
+
+    def summary(self) -> str:
+        return (f"{self.timeframe}: {self.rows} bars ({self.bars.inserted} new, {self.bars.updated} "
+                f"revised, {self.bars.unchanged} unchanged); {self.features.changed} feature rows "
+                f"written for {len(self.recomputed_from)} symbols; {self.online_symbols} online rows")
+
+
+def _check_closed(frame: pl.DataFrame, tf: str, now: datetime, source: str) -> None:
+    closes = frame["time"] + TIMEFRAMES[tf]
+    bad = (closes > now).arg_true()
+    if bad.len():
+        i = int(bad[0])
+        raise BarValidationError(
+            source, i + 1, "bar not closed yet",
+            f"symbol={frame['symbol'][i]!r} time={frame['time'][i]} closes at {closes[i]}, after now "
+            f"({now:%Y-%m-%d %H:%M:%S} UTC); drop the forming bar (MT5 copy_rates position 0)")
+
+
+def update(new_bars, *, profile=None, timeframe: str | None = None, source: str = "<frame>",
+           calendar: str | None = None, now: datetime | None = None, online: bool = True,
+           store=None) -> UpdateResult:
+    """Ingest ``new_bars`` incrementally: validate, compute their features from the stored history,
+    write bars and features offline and each symbol's newest row online, under one lock.
+
+    Args:
+        new_bars: polars or pandas frame of canonical bars (one timeframe).
+        profile: profile name or :class:`~mt5lab.config.Profile` (default: ``MT5LAB_PROFILE``).
+        timeframe: the bars' timeframe when the frame has no ``timeframe`` column.
+        source: name used in validation errors.
+        calendar: market calendar for the gap report (default: the samples' calendar, else fx).
+        now: refuse bars closing after this instant (default: the wall clock).
+        online: also write the newest rows to the online store (needs ``mt5lab apply`` once).
+        store: an open offline store (default: the profile's).
+    """
+    prof = resolve(profile)
+    store = store or open_store(prof)
+    frame = canonical(new_bars, timeframe)
+    tfs = frame["timeframe"].unique().to_list()
+    tf = tfs[0] if len(tfs) == 1 else (timeframe or "D1").upper()
+    cal = calendar or calendar_for(frame["symbol"].unique().to_list())
+    report = validate_bars(frame, source=source, calendar=cal)  # raises on mixed timeframes too
+    if frame.height == 0:
+        return UpdateResult(tf, 0, WriteResult(0, 0, 0), WriteResult(0, 0, 0), report=report)
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError(f"now must be timezone-aware, got naive {now!r}")
+    _check_closed(frame, tf, now or datetime.now(UTC), source)
+    tables = reader(prof, tf).tables if online else None  # fails before any write if not applied
+    with store.lock():
+        rows, starts = incremental_rows(store, tf, frame)
+        bars_res = store.write_bars(frame)
+        feat_res = store.write_features(tf, rows) if rows.height else WriteResult(0, 0, 0)
+        n_online = 0
+        if tables is not None:
+            symbols = frame["symbol"].unique().to_list()
+            latest = rows.group_by("symbol").agg(pl.all().sort_by("time").last()) if rows.height else None
+            rest = [s for s in symbols if s not in starts]
+            parts = [p for p in (latest, store.latest_features(tf, rest) if rest else None)
+                     if p is not None and p.height]
+            if parts:
+                cols = ["symbol", "event_timestamp", "created_timestamp", *tables.feature_names]
+                n_online = tables.write_latest(pl.concat([p.select(cols) for p in parts]))
+    return UpdateResult(tf, frame.height, bars_res, feat_res, starts, n_online, report)

@@ -1,0 +1,8 @@
+"""Harnesses for tests and benchmarks, kept out of the runtime package's way.
+
+:mod:`.sandbox` starts throwaway services on free loopback ports (a Redis server, a fresh PostgreSQL
+database, ``mt5lab serve``) and stops them by PID; :mod:`.cluster` starts a whole PostgreSQL cluster
+that really checks passwords (scram-sha-256), for the secret-leak tests.
+
+May import: nothing from mt5lab but itself. Runtime code never imports it.
+"""
