@@ -47,7 +47,10 @@ def imported_units(source: str) -> set[str]:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            found.add("<relative import>")  # mt5lab imports absolutely: a relative one would hide a stage
+            continue
+        elif isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] if node.module != "mt5lab" else [f"mt5lab.{a.name}" for a in node.names]
         else:
             continue
@@ -98,6 +101,7 @@ def test_checker_catches_an_upward_import():
     assert violations("storage", "from mt5lab import feature_store") == ["storage imports __init__"]
     assert violations("catalog", "from mt5lab.config import resolve") == ["catalog imports config"]
     assert violations("online", "from mt5lab.testing import sandbox") == ["online imports testing"]
+    assert violations("bars", "from ..online import reader") == ["bars imports <relative import>"]
     assert violations("plots", "from mt5lab.research import quality") == []
 
 

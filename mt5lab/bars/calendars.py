@@ -15,7 +15,7 @@ the gap report is where a human decides whether a missing day was a holiday or a
 ``24x7``
     Always open (crypto).
 
-Bar stamps follow :mod:`mt5lab.bars`: intraday bars open on multiples of their duration since the
+Bar stamps follow the alignment rule of :mod:`mt5lab.bars.validate`: intraday bars open on multiples of their duration since the
 epoch (UTC); D1 bars are stamped at midnight UTC of their trading date; W1 bars at midnight UTC of
 the week's first day: Sunday on ``fx`` (MT5's convention), Monday otherwise. Gap detection for W1
 compares weeks, so either stamp works. On ``fx``, D1 bars are expected Monday..Friday; a Sunday bar,

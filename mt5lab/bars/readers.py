@@ -1,6 +1,6 @@
 """Read bar files (MT5 terminal exports, generic CSV, Parquet) into canonical bars, streaming.
 
-Output: the canonical schema of :mod:`mt5lab.bars` plus ``source_row`` (Int64), the 1-based data row
+Output: the canonical schema (:data:`mt5lab.catalog.BAR_SCHEMA`) plus ``source_row`` (Int64), the 1-based data row
 in the file (header and blank lines not counted), so :mod:`mt5lab.bars.validate` can name a row. Every
 failure is a :class:`~mt5lab.errors.BarValidationError` naming the file, the row (or None) and a
 short rule, or a :class:`~mt5lab.errors.ConfigError` for a bad argument; never a raw polars, pyarrow

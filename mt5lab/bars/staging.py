@@ -22,9 +22,12 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA, KEY
+from mt5lab.bars.readers import iter_bars
+from mt5lab.bars.validate import ValidationReport, validate_bars
+from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA
 from mt5lab.errors import BarValidationError
-from mt5lab.storage.base import merge_upsert
+from mt5lab.progress import bar
+from mt5lab.storage.base import merge_sorted, parquet_batches
 
 BATCH_ROWS = 100_000
 
@@ -43,8 +46,6 @@ class Staged:
 
 
 def _merge_reports(parts: list, rows: int):
-    from mt5lab.bars.validate import ValidationReport
-
     firsts = [p.first_time for p in parts if p.first_time is not None]
     lasts = [p.last_time for p in parts if p.last_time is not None]
     return ValidationReport(rows=rows, symbols=tuple(sorted({s for p in parts for s in p.symbols})),
@@ -61,9 +62,6 @@ def _ascending() -> pl.Expr:
 
 def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, server_tz, calendar,
                 batch_rows, progress) -> None:
-    from mt5lab.bars.readers import iter_bars
-    from mt5lab.bars.validate import validate_bars
-    from mt5lab.progress import bar
 
     carry: pl.DataFrame | None = None  # last bar of each series so far (already validated)
     parts, rows, in_order, writer, prev, rng = [], 0, True, None, None, None
@@ -103,7 +101,6 @@ def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, s
 
 def _stage_frame(frame: pl.DataFrame, source: str, out: Path, staged: Staged, *, calendar: str) -> None:
     """One in-memory input (already canonical): validated whole, staged like a file."""
-    from mt5lab.bars.validate import validate_bars
 
     rep = validate_bars(frame, source=source, calendar=calendar)
     keys = frame.select("symbol", "time")
@@ -172,7 +169,7 @@ def stage(paths: Iterable[str | Path], workdir: Path, *, symbol: str | None, tim
     return staged
 
 
-def _sorted_batches(staged: Staged, batch_rows: int) -> Iterator[pl.DataFrame]:
+def sorted_batches(staged: Staged, batch_rows: int) -> Iterator[pl.DataFrame]:
     """All staged bars, sorted by (symbol, time), in batches (a k-way merge of the inputs)."""
     files = list(staged.files)
     for i, ok in enumerate(staged.sorted):
@@ -180,48 +177,8 @@ def _sorted_batches(staged: Staged, batch_rows: int) -> Iterator[pl.DataFrame]:
             fixed = staged.dir / f"sorted-{i}.parquet"
             pl.scan_parquet(files[i]).sort("symbol", "time").sink_parquet(fixed, row_group_size=batch_rows)
             files[i] = fixed
-    streams = [_batches(f, batch_rows) for f in files]
+    streams = [parquet_batches(f, batch_rows) for f in files]
     merged = streams[0]
     for s in streams[1:]:
-        merged = _merge_streams(merged, s, None)
+        merged = merge_sorted(merged, s)
     yield from merged
-
-
-def _batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
-    pf = pq.ParquetFile(path)
-    for b in pf.iter_batches(batch_size=batch_rows, columns=list(BAR_COLUMNS)):
-        if b.num_rows:
-            yield pl.from_arrow(b).cast(BAR_SCHEMA)
-
-
-def _le(cut: tuple) -> pl.Expr:
-    sym, t = pl.col("symbol"), pl.col("time")
-    return (sym < cut[0]) | ((sym == cut[0]) & (t <= cut[1]))
-
-
-def _merge_streams(old: Iterator[pl.DataFrame], new: Iterator[pl.DataFrame],
-                   totals: list | None) -> Iterator[pl.DataFrame]:
-    """Merge two streams sorted by (symbol, time); on equal keys the ``new`` row wins. ``totals``
-    (if given) collects the :class:`WriteResult` of each window."""
-    empty = pl.DataFrame(schema=BAR_SCHEMA)
-    ob, nb = next(old, empty), next(new, empty)
-    while ob.height or nb.height:  # an empty buffer means that stream is exhausted
-        if not ob.height:
-            part_o, part_n, nb = empty, nb, next(new, empty)
-        elif not nb.height:
-            part_o, part_n, ob = ob, empty, next(old, empty)
-        else:
-            lo, ln = ob.row(-1, named=True), nb.row(-1, named=True)
-            cut = min((lo["symbol"], lo["time"]), (ln["symbol"], ln["time"]))
-            m_o, m_n = ob.select(_le(cut)).to_series(), nb.select(_le(cut)).to_series()
-            part_o, part_n = ob.filter(m_o), nb.filter(m_n)
-            ob, nb = ob.filter(~m_o), nb.filter(~m_n)
-            if not ob.height:
-                ob = next(old, empty)
-            if not nb.height:
-                nb = next(new, empty)
-        merged, res = merge_upsert(part_o, part_n, list(KEY))
-        if totals is not None:
-            totals.append(res)
-        if merged.height:
-            yield merged.sort("symbol", "time") if part_o.height and part_n.height else merged

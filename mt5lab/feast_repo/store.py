@@ -8,6 +8,7 @@ import warnings
 
 from mt5lab.catalog import DEFAULT_TIMEFRAME, VIEW_NAMES, check_timeframe
 from mt5lab.config import Profile, resolve
+from mt5lab.storage import open_store
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ def _bootstrap_registry(profile: Profile, fs) -> None:
     lock (:meth:`mt5lab.storage.postgres.PostgresStore.registry_lock`)."""
     if profile.setting("registry", "registry_type") != "sql":
         return
-    from mt5lab.storage import open_store
 
     guard = getattr(open_store(profile), "registry_lock", None)
     if guard is None:
@@ -76,7 +76,6 @@ def apply(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:
     longer has are deleted, so the registry always equals the catalog.
     """
     from mt5lab.feast_repo.definitions import definitions
-    from mt5lab.storage import open_store
 
     prof = resolve(profile)
     offline = open_store(prof)

@@ -23,8 +23,11 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
-from mt5lab.bars.calendars import symbol_calendar
+from mt5lab.bars.calendars import expected_bar_opens, expected_latest_close, symbol_calendar
 from mt5lab.catalog import TIMEFRAMES, check_timeframe, ttl
+from mt5lab.config import resolve
+from mt5lab.online.reader import reader
+from mt5lab.storage import open_store
 
 PROBLEMS = ("missing", "future", "expired", "stale")
 COLUMNS = ("timeframe", "view", "symbol", "calendar", "event_timestamp", "expected_close", "age",
@@ -37,7 +40,6 @@ def default_grace(timeframe: str) -> timedelta:
 
 def _bars_between(last_close: datetime, expected: datetime, tf: str, cal: str) -> int:
     """Expected bars closing in ``(last_close, expected]``."""
-    from mt5lab.bars.calendars import expected_bar_opens
 
     step = TIMEFRAMES[tf]
     if last_close >= expected:
@@ -46,9 +48,6 @@ def _bars_between(last_close: datetime, expected: datetime, tf: str, cal: str) -
 
 
 def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendars, default, profile):
-    from mt5lab.bars.calendars import expected_latest_close
-    from mt5lab.online.reader import reader
-
     step, life = TIMEFRAMES[tf], ttl(tf)
     rows = reader(profile, tf).read(symbols, now=now, keep_expired=True)
     expected = {}
@@ -85,8 +84,6 @@ def freshness(symbols: list[str] | None = None, *, profile=None, timeframes=None
     ``timeframes``: one, a list, or default every stored timeframe; ``now``: default the wall
     clock (tests pass it explicitly). A row is a problem when ``status`` is in :data:`PROBLEMS`.
     """
-    from mt5lab.config import resolve
-    from mt5lab.storage import open_store
 
     prof = resolve(profile)
     now = datetime.now(UTC) if now is None else now

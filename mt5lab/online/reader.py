@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from mt5lab.catalog import BY_NAME, DEFAULT_TIMEFRAME, FEATURE_SERVICE
+from mt5lab.config import resolve
 from mt5lab.online.tables import OnlineTables, to_python
 
 STATUSES = ("fresh", "expired", "future", "missing")
@@ -137,7 +138,6 @@ _READERS: dict[tuple, OnlineReader] = {}
 def reader(profile=None, timeframe: str = DEFAULT_TIMEFRAME,
            features: str | list[str] = FEATURE_SERVICE) -> OnlineReader:
     """A cached :class:`OnlineReader` (one per profile, timeframe and feature set)."""
-    from mt5lab.config import resolve
 
     prof = resolve(profile)
     key = (prof.name, json.dumps(prof.raw, sort_keys=True, default=str), timeframe.upper(),

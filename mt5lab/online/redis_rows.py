@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from mt5lab.catalog import BY_NAME
+from mt5lab.online.tables import entity_key
 
 _DOUBLE_TAG = np.frombuffer(b"\x29", np.uint8)
 
@@ -66,8 +67,6 @@ class RedisRows:
     def encode(self, rows: pl.DataFrame) -> tuple[list[bytes], list[list[bytes]]]:
         """Redis keys and, per row, the field values in :attr:`fields` order."""
         from google.protobuf.timestamp_pb2 import Timestamp
-
-        from mt5lab.online.tables import entity_key
 
         keys = [self._key(entity_key(s)) for s in rows["symbol"].to_list()]
         cols: dict[str, list[bytes]] = {}

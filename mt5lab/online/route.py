@@ -22,6 +22,8 @@ import json
 import logging
 
 from mt5lab.catalog import ENTITY
+from mt5lab.errors import StoreError
+from mt5lab.online.reader import OnlineReader
 
 log = logging.getLogger(__name__)
 PATH = "/get-online-features"
@@ -56,9 +58,6 @@ def install(app, profile, timeframe: str) -> None:
     from feast.feature_server import GetOnlineFeaturesRequest
     from pydantic import ValidationError
     from starlette.routing import Route
-
-    from mt5lab.errors import StoreError
-    from mt5lab.online.reader import OnlineReader
 
     feast_route = next(r for r in app.router.routes if getattr(r, "path", None) == PATH)
     feast_endpoint = feast_route.endpoint

@@ -5,8 +5,8 @@
 (correlation heatmap, warm-up), :mod:`.training` (labels, nulls, splits), :mod:`.serving` (freshness
 across a closure), :mod:`.monitoring` (PSI and drift).
 
-May import: :mod:`mt5lab.research` and every stage below it. Nothing imports plots but the notebook
-layer, the demo and the CLI.
+May import: :mod:`mt5lab.research` and every stage below it. Only the notebook layer and the
+entry points (the demo) import plots.
 """
 
 from mt5lab.plots import base, features, monitoring, quality, serving, training, views

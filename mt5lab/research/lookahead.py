@@ -21,13 +21,13 @@ import polars as pl
 
 from mt5lab.catalog import FEATURE_NAMES, FEATURES, bar_duration, check_timeframe
 from mt5lab.features.compute import compute_features
+from mt5lab.training.assemble import decision_times
 from mt5lab.training.labels import LABEL_END
 
 
 def entities(store, symbols: list[str], timeframe: str, start: datetime | None = None,
              end: datetime | None = None, every: int = 1) -> pl.DataFrame:
     """Decision times at stored bar closes of ``symbols`` (default window: all stored closes)."""
-    from mt5lab.training.assemble import decision_times
 
     tf = check_timeframe(timeframe)
     bars = store.read_bars(tf, symbols)

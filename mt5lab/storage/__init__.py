@@ -5,7 +5,7 @@
 team store (PostgreSQL, TimescaleDB where available) with its layout (:mod:`.pg_schema`), COPY
 (:mod:`.pg_copy`), upserts (:mod:`.pg_write`) and advisory locks (:mod:`.pg_lock`).
 
-May import: the base modules only (:mod:`mt5lab.catalog`, :mod:`mt5lab.errors`, :mod:`mt5lab.config`).
+May import: the base modules only (catalog, errors, config, envsubst, progress).
 Every stage above uses it.
 """
 

@@ -8,13 +8,16 @@ exactly as it was. Feast never writes here (its Postgres store cannot), mt5lab d
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from mt5lab.catalog import FEATURES
+from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA, FEATURES, KEY
 
 FEATURE_COLUMNS: tuple[str, ...] = ("symbol", "time", "event_timestamp", "created_timestamp",
                                     *(f.name for f in FEATURES))
@@ -56,6 +59,14 @@ class OfflineStore(abc.ABC):
     @abc.abstractmethod
     def write_bars(self, bars: pl.DataFrame) -> WriteResult:
         """Upsert canonical bars. All or nothing."""
+
+    def write_bar_batches(self, timeframe: str, batches: Iterator[pl.DataFrame],
+                          batch_rows: int = 100_000) -> WriteResult:
+        """Upsert a stream of canonical bars of one ``timeframe``, sorted by (symbol, time) with unique
+        keys, in one all-or-nothing write; the caller holds :meth:`lock`. Stores override this to keep
+        memory near a couple of batches (streamed ingest); this default collects the stream."""
+        frames = list(batches)
+        return self.write_bars(pl.concat(frames)) if frames else WriteResult(0, 0, 0)
 
     @abc.abstractmethod
     def read_bars(self, timeframe: str, symbols: list[str] | None = None,
@@ -114,3 +125,44 @@ def merge_upsert(old: pl.DataFrame, new: pl.DataFrame, key: list[str],
         return old, result
     kept = old.join(changed.select(key), on=key, how="anti")
     return pl.concat([kept, changed.select(old.columns)], how="vertical"), result
+
+
+def parquet_batches(path: Path, batch_rows: int) -> Iterator[pl.DataFrame]:
+    """A Parquet file of canonical bars, read in batches of at most ``batch_rows`` rows."""
+    pf = pq.ParquetFile(path)
+    for b in pf.iter_batches(batch_size=batch_rows, columns=list(BAR_COLUMNS)):
+        if b.num_rows:
+            yield pl.from_arrow(b).cast(BAR_SCHEMA)
+
+
+def _le(cut: tuple) -> pl.Expr:
+    sym, t = pl.col("symbol"), pl.col("time")
+    return (sym < cut[0]) | ((sym == cut[0]) & (t <= cut[1]))
+
+
+def merge_sorted(old: Iterator[pl.DataFrame], new: Iterator[pl.DataFrame],
+                 totals: list | None = None) -> Iterator[pl.DataFrame]:
+    """Merge two streams sorted by (symbol, time); on equal keys the ``new`` row wins. ``totals``
+    (if given) collects the :class:`WriteResult` of each window."""
+    empty = pl.DataFrame(schema=BAR_SCHEMA)
+    ob, nb = next(old, empty), next(new, empty)
+    while ob.height or nb.height:  # an empty buffer means that stream is exhausted
+        if not ob.height:
+            part_o, part_n, nb = empty, nb, next(new, empty)
+        elif not nb.height:
+            part_o, part_n, ob = ob, empty, next(old, empty)
+        else:
+            lo, ln = ob.row(-1, named=True), nb.row(-1, named=True)
+            cut = min((lo["symbol"], lo["time"]), (ln["symbol"], ln["time"]))
+            m_o, m_n = ob.select(_le(cut)).to_series(), nb.select(_le(cut)).to_series()
+            part_o, part_n = ob.filter(m_o), nb.filter(m_n)
+            ob, nb = ob.filter(~m_o), nb.filter(~m_n)
+            if not ob.height:
+                ob = next(old, empty)
+            if not nb.height:
+                nb = next(new, empty)
+        merged, res = merge_upsert(part_o, part_n, list(KEY))
+        if totals is not None:
+            totals.append(res)
+        if merged.height:
+            yield merged.sort("symbol", "time") if part_o.height and part_n.height else merged

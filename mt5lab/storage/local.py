@@ -18,10 +18,18 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 
-from mt5lab.catalog import BAR_SCHEMA, KEY, check_timeframe
+from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA, KEY, check_timeframe
 from mt5lab.errors import StoreError
-from mt5lab.storage.base import OfflineStore, WriteResult, feature_schema, merge_upsert
+from mt5lab.storage.base import (
+    OfflineStore,
+    WriteResult,
+    feature_schema,
+    merge_sorted,
+    merge_upsert,
+    parquet_batches,
+)
 
 
 class LocalStore(OfflineStore):
@@ -88,6 +96,41 @@ class LocalStore(OfflineStore):
             total = WriteResult(total.inserted + res.inserted, total.updated + res.updated,
                                 total.unchanged + res.unchanged)
         return total
+
+    def write_bar_batches(self, timeframe, batches, batch_rows: int = 100_000) -> WriteResult:
+        """Streamed upsert: the stored file and the sorted ``batches`` are merged window by window
+        (:func:`~mt5lab.storage.base.merge_sorted`) into a temporary file that replaces the old one with
+        one ``os.replace``; unchanged input leaves the old file untouched. Memory: about two batches."""
+        path = self.bars_path(check_timeframe(timeframe))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = parquet_batches(path, batch_rows) if path.exists() else iter(())
+        totals: list[WriteResult] = []
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+        os.close(fd)
+        writer, pending, n = None, [], 0
+        try:
+            for part in merge_sorted(old, batches, totals):
+                pending.append(part)
+                n += part.height
+                if n >= 256_000:
+                    writer = _flush(writer, tmp, pending)
+                    pending, n = [], 0
+            writer = _flush(writer, tmp, pending)
+            if writer is not None:
+                writer.close()
+                writer = None
+            res = WriteResult(*(sum(getattr(r, f) for r in totals) for f in ("inserted", "updated", "unchanged")))
+            if res.changed:
+                with open(tmp, "rb") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            return res
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
+        finally:
+            if writer is not None:
+                writer.close()
+            Path(tmp).unlink(missing_ok=True)
 
     def read_bars(self, timeframe, symbols=None, start=None, end=None) -> pl.DataFrame:
         path = self.bars_path(timeframe)
@@ -181,3 +224,13 @@ def _filter(lf: pl.LazyFrame, tcol: str, symbols, start: datetime | None, end: d
     if end is not None:
         lf = lf.filter(pl.col(tcol) <= end if end_inclusive else pl.col(tcol) < end)
     return lf
+
+
+def _flush(writer, tmp: str, pending: list[pl.DataFrame]):
+    if not pending:
+        return writer
+    table = pl.concat(pending).select(list(BAR_COLUMNS)).to_arrow()
+    if writer is None:
+        writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+    writer.write_table(table)
+    return writer

@@ -171,6 +171,16 @@ class PostgresStore(OfflineStore):
                                     total.unchanged + r.unchanged)
         return total
 
+    def write_bar_batches(self, timeframe, batches, batch_rows: int = 100_000) -> WriteResult:
+        """Streamed upsert: every batch upserted inside ONE transaction; a failure anywhere rolls all
+        of them back. Memory: one batch."""
+        tf = check_timeframe(timeframe)
+        parts: list[WriteResult] = []
+        with self._write() as cur:
+            for batch in batches:
+                parts.append(write_table(cur, bars_table(tf), sorted_unique(batch.drop("timeframe"), f"bars {tf}")))
+        return WriteResult(*(sum(getattr(r, f) for r in parts) for f in ("inserted", "updated", "unchanged")))
+
     def write_features(self, timeframe: str, features: pl.DataFrame) -> WriteResult:
         tf = check_timeframe(timeframe)
         frame = sorted_unique(features.select(list(feature_schema())), f"features {tf}")

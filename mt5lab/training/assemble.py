@@ -29,6 +29,7 @@ import polars as pl
 from mt5lab.bars.schema import to_polars
 from mt5lab.catalog import FEATURE_SERVICE, bar_duration, check_timeframe
 from mt5lab.errors import MaxLossExceeded, TrainingSetError
+from mt5lab.storage import open_store
 from mt5lab.training.labels import LABEL_END, compute_labels, parse_labels
 from mt5lab.training.pit import point_in_time
 from mt5lab.training.refs import resolve
@@ -152,8 +153,6 @@ def training_set(entities, features: str | list[str] = FEATURE_SERVICE, *, profi
     names = selection.output_names(full_feature_names)
     _check_names(frame, names + [lab.name for lab in labs] + ([LABEL_END] if labs else []), "entities")
     if store is None:
-        from mt5lab.storage import open_store
-
         store = open_store(profile)
     feats = point_in_time(keys, store, tf, selection, progress=progress)
     feats = feats.rename(dict(zip(feats.columns, names, strict=True)))
@@ -199,8 +198,6 @@ def decision_times(symbols: list[str], start: datetime, end: datetime, timeframe
         if t.tzinfo is None:
             raise TrainingSetError(f"{name} {t} is timezone-naive; give a UTC time (e.g. 2020-01-01T00:00Z)")
     if store is None:
-        from mt5lab.storage import open_store
-
         store = open_store(profile)
     step = bar_duration(tf)
     bars = store.read_bars(tf, list(symbols), start - step, end)

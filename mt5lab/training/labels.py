@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from mt5lab.catalog import bar_duration
-from mt5lab.errors import TrainingSetError
+from mt5lab.errors import MaxLossExceeded, TrainingSetError
 
 LABEL_END = "label_end_timestamp"
 _PATTERN = re.compile(r"^fwd_(return|direction)_([1-9][0-9]*)$")
@@ -82,8 +82,6 @@ def compute_labels(keys: pl.DataFrame, bars: pl.DataFrame, timeframe: str, label
                     check_sortedness=False)
          .sort("__row"))
     if j.height != n:
-        from mt5lab.errors import MaxLossExceeded
-
         raise MaxLossExceeded(f"label join returned {j.height} rows for {n} entity rows")
     cols = []
     for lab in labels:

@@ -32,6 +32,7 @@ import polars as pl
 from mt5lab.catalog import check_timeframe, ttl
 from mt5lab.errors import MaxLossExceeded, StoreError
 from mt5lab.progress import bar
+from mt5lab.training import pit_mirror
 from mt5lab.training.refs import Selection
 
 BATCH_BYTES = 640 * 2**20
@@ -193,7 +194,6 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
 
     if pit_sql.supports(store) and n <= pit_sql.LATERAL_MAX_ROWS:
         return pit_sql.point_in_time_sql(keys, store, tf, selection)
-    from mt5lab.training import pit_mirror
 
     if pit_mirror.enabled(store):
         return _from_mirror(keys, store, tf, selection, span)
@@ -225,7 +225,6 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
 
 def _from_mirror(keys: pl.DataFrame, store, tf: str, selection: Selection, span: timedelta) -> pl.DataFrame:
     """The same join over the local store's memory-mapped mirror (:mod:`mt5lab.training.pit_mirror`)."""
-    from mt5lab.training import pit_mirror
 
     n = keys.height
     d = pit_mirror.mirror_dir(store, tf)
