@@ -14,7 +14,6 @@ including "the same bar in two inputs", are written once.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +36,11 @@ from mt5lab.bars.validate import validate_bars
 from mt5lab.storage import OfflineStore, WriteResult
 
 
+def _workdir(what: str):
+    """A private staging directory, removed afterwards whatever happens."""
+    return tempfile.TemporaryDirectory(prefix=f"mt5lab-{what}-", ignore_cleanup_errors=True)
+
+
 @dataclass
 class IngestResult:
     rows: int
@@ -53,14 +57,11 @@ def ingest_files(store: OfflineStore, paths: Iterable[str | Path], *, symbol: st
                  format: str = "auto", server_tz: str = "UTC", calendar: str = "fx",
                  batch_rows: int = BATCH_ROWS, progress: bool = True) -> IngestResult:
     """Validate every file (streamed, bounded memory), then write all of them at once, or nothing."""
-    work = Path(tempfile.mkdtemp(prefix="mt5lab-ingest-"))
-    try:
+    with _workdir("ingest") as work:
         staged = stage(paths, work, symbol=symbol, timeframe=timeframe, format=format, server_tz=server_tz,
                        calendar=calendar, batch_rows=batch_rows, progress=progress)
         res = write_staged(store, staged, batch_rows)
         return IngestResult(staged.rows, res, staged.reports)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def read_files(paths: Iterable[str | Path], *, symbol: str | None, timeframe: str, format: str = "auto",
@@ -71,31 +72,24 @@ def read_files(paths: Iterable[str | Path], *, symbol: str | None, timeframe: st
 
     Raises BarValidationError (file, row, rule) on the first bad row of any file, or when two files
     hold the same bar; ConfigError for a bad argument."""
-    work = Path(tempfile.mkdtemp(prefix="mt5lab-read-"))
-    try:
+    with _workdir("read") as work:
         staged = stage(paths, work, symbol=symbol, timeframe=timeframe, format=format, server_tz=server_tz,
                        calendar=calendar, batch_rows=batch_rows, progress=progress)
         return staged_frame(staged), staged.reports
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def load_samples(names: Iterable[str] | None = None) -> tuple[pl.DataFrame, list]:
     """The bundled real samples, validated and checked across inputs like any files."""
     names = [n.upper() for n in (names or SAMPLES)]
-    work = Path(tempfile.mkdtemp(prefix="mt5lab-samples-"))
-    try:
+    with _workdir("samples") as work:
         staged = stage_frames([(f"sample:{n}", load_sample(n)) for n in names], work,
                               calendars={f"sample:{n}": SAMPLES[n].calendar for n in names})
         return staged_frame(staged), staged.reports
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def ingest_frame(store: OfflineStore, bars, timeframe: str | None = None,
                  source: str = "<frame>", calendar: str = "fx") -> IngestResult:
     """Validate an in-memory frame and upsert it."""
-
     frame = canonical(bars, timeframe)
     report = validate_bars(frame, source=source, calendar=calendar)
     return write(store, frame, [report])

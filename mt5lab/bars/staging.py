@@ -44,6 +44,20 @@ class Staged:
     reports: list = field(default_factory=list)
     rows: int = 0
 
+    def add(self, file: Path, source: str, in_order: bool, ranges: pl.DataFrame, report, rows: int) -> None:
+        """Record one staged input."""
+        self.files.append(file)
+        self.sources.append(source)
+        self.sorted.append(bool(in_order))
+        self.ranges.append(ranges)
+        self.reports.append(report)
+        self.rows += rows
+
+
+def _ranges(frame: pl.DataFrame) -> pl.DataFrame:
+    """First and last bar time per symbol (``symbol, lo, hi``)."""
+    return frame.group_by("symbol").agg(lo=pl.col("time").min(), hi=pl.col("time").max())
+
 
 def _merge_reports(parts: list, rows: int):
     firsts = [p.first_time for p in parts if p.first_time is not None]
@@ -62,7 +76,6 @@ def _ascending() -> pl.Expr:
 
 def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, server_tz, calendar,
                 batch_rows, progress) -> None:
-
     carry: pl.DataFrame | None = None  # last bar of each series so far (already validated)
     parts, rows, in_order, writer, prev, rng = [], 0, True, None, None, None
     try:
@@ -81,7 +94,7 @@ def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, s
             prev = batch.select("symbol", "time").tail(1)
             last = batch.group_by("symbol", "timeframe", maintain_order=True).last().select(batch.columns)
             carry = last if carry is None else pl.concat([carry.join(last, on=["symbol", "timeframe"], how="anti"), last])
-            r = batch.group_by("symbol").agg(lo=pl.col("time").min(), hi=pl.col("time").max())
+            r = _ranges(batch)
             rng = r if rng is None else pl.concat([rng, r]).group_by("symbol").agg(pl.col("lo").min(), pl.col("hi").max())
             table = batch.to_arrow()
             if writer is None:
@@ -91,27 +104,16 @@ def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, s
     finally:
         if writer is not None:
             writer.close()
-    staged.files.append(out)
-    staged.sources.append(str(path))
-    staged.sorted.append(bool(in_order))
-    staged.ranges.append(rng)
-    staged.reports.append(_merge_reports(parts, rows))
-    staged.rows += rows
+    staged.add(out, str(path), in_order, rng, _merge_reports(parts, rows), rows)
 
 
 def _stage_frame(frame: pl.DataFrame, source: str, out: Path, staged: Staged, *, calendar: str) -> None:
     """One in-memory input (already canonical): validated whole, staged like a file."""
-
     rep = validate_bars(frame, source=source, calendar=calendar)
-    keys = frame.select("symbol", "time")
     frame.with_columns(source_row=pl.int_range(1, frame.height + 1, dtype=pl.Int64)).write_parquet(
         out, compression="lz4")
-    staged.files.append(out)
-    staged.sources.append(source)
-    staged.sorted.append(bool(keys.height < 2 or keys.select(_ascending()).item()))
-    staged.ranges.append(frame.group_by("symbol").agg(lo=pl.col("time").min(), hi=pl.col("time").max()))
-    staged.reports.append(rep)
-    staged.rows += frame.height
+    in_order = frame.select("symbol", "time").select(_ascending()).item()  # True for 0 or 1 rows
+    staged.add(out, source, in_order, _ranges(frame), rep, frame.height)
 
 
 def stage_frames(frames: Iterable[tuple[str, pl.DataFrame]], workdir: Path, *,

@@ -40,7 +40,6 @@ def default_grace(timeframe: str) -> timedelta:
 
 def _bars_between(last_close: datetime, expected: datetime, tf: str, cal: str) -> int:
     """Expected bars closing in ``(last_close, expected]``."""
-
     step = TIMEFRAMES[tf]
     if last_close >= expected:
         return 0
@@ -84,7 +83,6 @@ def freshness(symbols: list[str] | None = None, *, profile=None, timeframes=None
     ``timeframes``: one, a list, or default every stored timeframe; ``now``: default the wall
     clock (tests pass it explicitly). A row is a problem when ``status`` is in :data:`PROBLEMS`.
     """
-
     prof = resolve(profile)
     now = datetime.now(UTC) if now is None else now
     if now.tzinfo is None or now.utcoffset() is None:

@@ -138,7 +138,6 @@ _READERS: dict[tuple, OnlineReader] = {}
 def reader(profile=None, timeframe: str = DEFAULT_TIMEFRAME,
            features: str | list[str] = FEATURE_SERVICE) -> OnlineReader:
     """A cached :class:`OnlineReader` (one per profile, timeframe and feature set)."""
-
     prof = resolve(profile)
     key = (prof.name, json.dumps(prof.raw, sort_keys=True, default=str), timeframe.upper(),
            features if isinstance(features, str) else tuple(features))

@@ -28,7 +28,6 @@ from mt5lab.training.labels import LABEL_END
 def entities(store, symbols: list[str], timeframe: str, start: datetime | None = None,
              end: datetime | None = None, every: int = 1) -> pl.DataFrame:
     """Decision times at stored bar closes of ``symbols`` (default window: all stored closes)."""
-
     tf = check_timeframe(timeframe)
     bars = store.read_bars(tf, symbols)
     if bars.height == 0:

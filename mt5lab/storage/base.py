@@ -42,6 +42,11 @@ class WriteResult:
     updated: int
     unchanged: int
 
+    def __add__(self, other: WriteResult) -> WriteResult:
+        """Counts of two writes together, so ``sum(results, WriteResult(0, 0, 0))`` totals a stream."""
+        return WriteResult(self.inserted + other.inserted, self.updated + other.updated,
+                           self.unchanged + other.unchanged)
+
     @property
     def changed(self) -> int:
         return self.inserted + self.updated

@@ -93,8 +93,7 @@ class LocalStore(OfflineStore):
             merged, res = merge_upsert(old, part.select(list(BAR_SCHEMA)), list(KEY))
             if res.changed:
                 self._atomic_write(path, merged.sort(["symbol", "time"]))
-            total = WriteResult(total.inserted + res.inserted, total.updated + res.updated,
-                                total.unchanged + res.unchanged)
+            total += res
         return total
 
     def write_bar_batches(self, timeframe, batches, batch_rows: int = 100_000) -> WriteResult:
@@ -119,7 +118,7 @@ class LocalStore(OfflineStore):
             if writer is not None:
                 writer.close()
                 writer = None
-            res = WriteResult(*(sum(getattr(r, f) for r in totals) for f in ("inserted", "updated", "unchanged")))
+            res = sum(totals, WriteResult(0, 0, 0))
             if res.changed:
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())

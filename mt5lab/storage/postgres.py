@@ -167,19 +167,18 @@ class PostgresStore(OfflineStore):
             for (tf,), part in sorted(bars.partition_by("timeframe", as_dict=True).items()):
                 frame = sorted_unique(part.drop("timeframe"), f"bars {tf}")
                 r = write_table(cur, bars_table(tf), frame)
-                total = WriteResult(total.inserted + r.inserted, total.updated + r.updated,
-                                    total.unchanged + r.unchanged)
+                total += r
         return total
 
     def write_bar_batches(self, timeframe, batches, batch_rows: int = 100_000) -> WriteResult:
         """Streamed upsert: every batch upserted inside ONE transaction; a failure anywhere rolls all
         of them back. Memory: one batch."""
         tf = check_timeframe(timeframe)
-        parts: list[WriteResult] = []
+        total = WriteResult(0, 0, 0)
         with self._write() as cur:
             for batch in batches:
-                parts.append(write_table(cur, bars_table(tf), sorted_unique(batch.drop("timeframe"), f"bars {tf}")))
-        return WriteResult(*(sum(getattr(r, f) for r in parts) for f in ("inserted", "updated", "unchanged")))
+                total += write_table(cur, bars_table(tf), sorted_unique(batch.drop("timeframe"), f"bars {tf}"))
+        return total
 
     def write_features(self, timeframe: str, features: pl.DataFrame) -> WriteResult:
         tf = check_timeframe(timeframe)

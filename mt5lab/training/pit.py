@@ -225,7 +225,6 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
 
 def _from_mirror(keys: pl.DataFrame, store, tf: str, selection: Selection, span: timedelta) -> pl.DataFrame:
     """The same join over the local store's memory-mapped mirror (:mod:`mt5lab.training.pit_mirror`)."""
-
     n = keys.height
     d = pit_mirror.mirror_dir(store, tf)
     if d is None:
