@@ -24,9 +24,15 @@ def advisory(connect: Callable, objid: int):
     conn = connect()
     try:
         conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_CLASS, objid))
-        yield
+        try:
+            yield
+        finally:
+            # Unlock explicitly: the server ends a closed session asynchronously, so a lock released
+            # only by close() can still look held to the next taker for a few milliseconds.
+            if not conn.closed:
+                conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCK_CLASS, objid))
     finally:
-        conn.close()  # ending the session releases its advisory locks
+        conn.close()  # a dead process or broken connection still releases: the session ends
 
 
 @contextmanager
