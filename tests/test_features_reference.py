@@ -4,7 +4,9 @@ The references below never call TA-Lib. They restate each definition from the ca
 TA-Lib has its own seeding or edge-case rules, those rules, documented next to the code), and
 ``compute_features`` must agree with them within ``rtol=1e-9`` on every published row. It must also
 publish nulls on exactly the first ``Feature.warmup`` rows and values on every later row, except
-where the inputs do not allow one (a ratio whose denominator is zero, which the reference marks NaN).
+where the inputs do not allow one (a ratio whose denominator is zero, or a 0/0 that TA-Lib writes as
+0: flat stochastic window, MFI window without money flow, RSI without gains or losses; the
+reference marks those NaN, which is the catalog's rule, see ``tests/test_domains.py``).
 
 The absolute tolerance, for values that cross zero, is ``1e-12`` times the feature's scale (close for
 price features, 100 for percent, the trailing maximum volume for volume features, 1 for ratios):
@@ -74,9 +76,13 @@ def ref_ema(x: np.ndarray, n: int) -> np.ndarray:
     return ref_ema_from(x, n - 1, float(np.mean(x[:n])), 2.0 / (n + 1))
 
 
-def ref_rsi(c: np.ndarray, n: int = 14) -> np.ndarray:
+def ref_rsi(c: np.ndarray, n: int = 14, quiet: int | None = None) -> np.ndarray:
     """Wilder RSI: the first average gain/loss is the plain mean of the first ``n`` changes (value at
-    index ``n``), then ``avg = (avg * (n-1) + current) / n``. RSI = 100 G / (G + L), 0 if G + L == 0."""
+    index ``n``), then ``avg = (avg * (n-1) + current) / n``. RSI = 100 G / (G + L).
+
+    0/0 is null (the catalog's rule; TA-Lib writes 0): G + L == 0, and also a close unchanged over
+    the last ``quiet`` changes (the catalog's warm-up of ``rsi_14``: G + L then holds only
+    remainders of moves older than the warm-up)."""
     out = _nan(len(c))
     d = np.diff(c)
     if len(d) < n:
@@ -85,13 +91,15 @@ def ref_rsi(c: np.ndarray, n: int = 14) -> np.ndarray:
     g, lo = gain[:n].mean(), loss[:n].mean()
 
     def rsi(g, lo):
-        return 0.0 if g + lo == 0 else 100.0 * g / (g + lo)
+        return np.nan if g + lo == 0 else 100.0 * g / (g + lo)
 
     out[n] = rsi(g, lo)
     for i in range(n + 1, len(c)):
         g = (g * (n - 1) + gain[i - 1]) / n
         lo = (lo * (n - 1) + loss[i - 1]) / n
         out[i] = rsi(g, lo)
+    if quiet is not None and len(d) >= quiet:
+        out[quiet:][(windows(d, quiet) == 0).all(axis=1)] = np.nan
     return out
 
 
@@ -118,15 +126,16 @@ def ref_macd(c: np.ndarray, fast: int = 12, slow: int = 26, signal: int = 9):
 
 
 def ref_stoch(h, lo, c, k: int = 14, sk: int = 3, sd: int = 3):
-    """fastK = 100 (c - LL_k) / (HH_k - LL_k) (TA-Lib: 0 when HH == LL), slowK = SMA3(fastK),
-    slowD = SMA3(slowK). TA-Lib aligns both outputs at slowD's first index (17)."""
+    """fastK = 100 (c - LL_k) / (HH_k - LL_k), slowK = SMA3(fastK), slowD = SMA3(slowK). TA-Lib
+    aligns both outputs at slowD's first index (17). HH == LL is 0/0: null (TA-Lib writes 0), and so
+    is every mean that contains it."""
     n = len(c)
     fastk = _nan(n)
     if n >= k:
         hh, ll = windows(h, k).max(axis=1), windows(lo, k).min(axis=1)
         rng = hh - ll
         with np.errstate(divide="ignore", invalid="ignore"):
-            fastk[k - 1:] = np.where(rng > 0, 100.0 * (c[k - 1:] - ll) / rng, 0.0)
+            fastk[k - 1:] = np.where(rng > 0, 100.0 * (c[k - 1:] - ll) / rng, np.nan)
     slowk, slowd = _nan(n), _nan(n)
     a = k - 1 + sk - 1
     if n > a:
@@ -139,8 +148,10 @@ def ref_stoch(h, lo, c, k: int = 14, sk: int = 3, sd: int = 3):
 
 
 def ref_roc(c: np.ndarray, n: int = 10) -> np.ndarray:
+    """100 (c / c[-n] - 1); a zero divisor is null (TA-Lib writes 0)."""
     out = _nan(len(c))
-    out[n:] = 100.0 * (c[n:] / c[:-n] - 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[n:] = np.where(c[:-n] != 0, 100.0 * (c[n:] / c[:-n] - 1.0), np.nan)
     return out
 
 
@@ -197,7 +208,7 @@ def ref_mfi(h, lo, c, v, n: int = 14) -> np.ndarray:
 
     A bar's flow tp * vol is positive when tp rose, negative when it fell, none when unchanged. As in
     TA-Lib 0.8, "unchanged" means equal within 1e-14 of |tp| + |tp_prev| (a tie computed with a
-    different rounding is still a tie); an empty window gives 0.
+    different rounding is still a tie). A window without any flow is 0/0: null (TA-Lib writes 0).
     """
     out = _nan(len(c))
     tp = (h + lo + c) / 3.0
@@ -210,7 +221,7 @@ def ref_mfi(h, lo, c, v, n: int = 14) -> np.ndarray:
         p, m = windows(pos, n).sum(axis=1), windows(neg, n).sum(axis=1)
         tot = p + m
         with np.errstate(divide="ignore", invalid="ignore"):
-            out[n:] = np.where(tot > 0, 100.0 * p / tot, 0.0)
+            out[n:] = np.where(tot > 0, 100.0 * p / tot, np.nan)
     return out
 
 
@@ -258,12 +269,13 @@ def reference_features(bars: pl.DataFrame) -> dict[str, np.ndarray]:
         r[f"sma_{n}"] = ref_sma(c, n)
     for n in (12, 26, 50):
         r[f"ema_{n}"] = ref_ema(c, n)
-    r["rsi_14"] = ref_rsi(c)
+    r["rsi_14"] = ref_rsi(c, quiet=BY_NAME["rsi_14"].warmup)
     r["macd"], r["macd_signal"], r["macd_hist"] = ref_macd(c)
     r["stoch_k"], r["stoch_d"] = ref_stoch(h, lo, c)
     r["roc_10"] = ref_roc(c)
     r["atr_14"] = ref_atr(h, lo, c)
-    r["natr_14"] = 100.0 * r["atr_14"] / c
+    with np.errstate(divide="ignore", invalid="ignore"):  # close 0 (invalid bar): null, as TA-Lib's 0
+        r["natr_14"] = np.where(c != 0, 100.0 * r["atr_14"] / c, np.nan)
     mid, sd = ref_sma(c, 20), ref_pstd(c, 20)
     r["bb_upper_20"], r["bb_middle_20"], r["bb_lower_20"] = mid + 2 * sd, mid, mid - 2 * sd
     r["bb_width_20"] = 4 * sd / mid
@@ -510,3 +522,33 @@ def test_engulfing_constructed_cases():
     assert ref_engulfing_talib(np.array(o2), np.array(c2))[2] == 80
     assert share[2] == 100
     assert graded[3] == 100 and graded[5] == -100
+
+
+def _degenerate(case: str) -> pl.DataFrame:
+    """Bars where TA-Lib meets 0/0: all frozen, moving without volume, a freeze longer than RSI's
+    warm-up inside a moving series (o = h = l = c on the frozen bars, volume 1)."""
+    n = MAX_WARMUP + 100
+    rng = np.random.default_rng(4)
+    walk = 50.0 + np.cumsum(rng.choice([-0.01, 0.0, 0.01], n))
+    if case == "frozen":
+        c = np.full(n, 1.2345)
+    elif case == "zero_volume":
+        c = walk
+    else:
+        c = np.concatenate([walk[:300], np.full(n - 300, walk[299])])
+    o = np.concatenate([[c[0]], c[:-1]])
+    still = np.zeros(n, bool) if case == "zero_volume" else (o == c)
+    wick = np.where(still, 0.0, 0.01)
+    vol = [0] * n if case == "zero_volume" else [1 if s else 100 + i for i, s in enumerate(still)]
+    return synthetic(o, np.maximum(o, c) + wick, np.minimum(o, c) - wick, c, tick_volume=vol)
+
+
+@pytest.mark.parametrize("case", ["frozen", "zero_volume", "freeze_inside"])
+def test_degenerate_bars_match_reference_including_the_nulls(case):
+    """The references mark every 0/0 NaN; the computation must publish null on exactly those rows."""
+    bars = _degenerate(case)
+    out, ref = compute_features(bars, "H1"), reference_features(bars)
+    for name in COMPUTED:
+        assert_matches_reference(name, _values(out, name), ref[name], bars)
+    nulls = {k: int(np.isnan(ref[k][BY_NAME[k].warmup:]).sum()) for k in ("rsi_14", "stoch_k", "mfi_14")}
+    assert all(nulls.values()) or case == "zero_volume", nulls  # not vacuous

@@ -82,9 +82,10 @@ def test_missed_bars_are_stale(fx_store):
 
 
 def test_expired_ttl_and_future(fx_store):
-    row = _status(FRI_CLOSE + timedelta(days=3, hours=1))["EURUSD"]  # exactly ttl: stale, not expired
+    # The H1 views' ttl: the longest normal closure of any calendar (Xetra's Christmas, 5 days) + 1 h.
+    row = _status(FRI_CLOSE + timedelta(days=5, hours=1))["EURUSD"]  # exactly ttl: stale, not expired
     assert row["status"] == "stale"
-    row = _status(FRI_CLOSE + timedelta(days=3, hours=1, seconds=1))["EURUSD"]
+    row = _status(FRI_CLOSE + timedelta(days=5, hours=1, seconds=1))["EURUSD"]
     assert row["status"] == "expired"
     row = _status(FRI_CLOSE - timedelta(minutes=30))["EURUSD"]  # the last bar closes after now
     assert row["status"] == "future"

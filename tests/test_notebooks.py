@@ -203,7 +203,7 @@ def check_02(rec, out, runs):
     assert rec["apply"]["views"] == 6 and rec["apply"]["features"] == 42 and rec["apply"]["services"] == 1
     chk = rec["registry_check"]
     assert (chk["views"], chk["features"]) == (6, 42)
-    assert chk["ttl_h"] == 3 * 24 + 24  # longest normal closure (3 days) plus one D1 bar
+    assert chk["ttl_h"] == 5 * 24 + 24  # longest normal closure (Xetra's Christmas, 5 days) plus one D1 bar
     for k in ("missing_in_registry", "unknown_in_registry", "dtype_mismatches", "view_mismatches",
               "ttl_mismatches"):
         assert chk[k] == 0, k

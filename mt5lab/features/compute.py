@@ -4,6 +4,18 @@ Look-ahead: every feature of a bar uses that bar and earlier bars only, and is s
 ``event_timestamp = time + timeframe`` (the bar's close). Warm-up values are null (see
 :mod:`mt5lab.catalog`). ``obv`` and ``ad`` are cumulative from the first bar given, or from a carried
 state (``carry``) so that an incremental run equals a full rebuild exactly.
+
+Domains (``Feature.domain`` in :mod:`mt5lab.catalog`), one rule for every computed feature:
+
+* a non-finite result (inf, or NaN from 0/0) is null;
+* a 0/0 that TA-Lib reports as a number is null: RSI, STOCH, MFI, NATR and ROC each have such a
+  branch, detected from the inputs by :func:`_undefined` (see there for each condition);
+* a value past a closed bound by float round-off (at most :data:`ROUNDING` of the bound's scale, e.g.
+  STOCH's running sums leaving -4.7e-14 once fast %K has been 0 for a while) is clipped onto the
+  bound; anything further out, or on the wrong side of an open bound, cannot come from valid bars
+  and is null (:func:`_enforce_domain`).
+
+The bar columns pass through unchanged (their domain is the validator's job).
 """
 
 from __future__ import annotations
@@ -14,14 +26,16 @@ import talib
 from talib import _ta_lib as ta  # the Cython functions, without the pandas/polars dispatch wrapper
 
 from mt5lab.bars.schema import to_polars
-from mt5lab.catalog import FEATURES, bar_duration
+from mt5lab.catalog import BY_NAME, FEATURES, Domain, bar_duration
 
 _SMA = talib.MA_Type.SMA
 _PASSTHROUGH = ("open", "high", "low", "close", "tick_volume", "real_volume", "spread")
 _COMPUTED = [f for f in FEATURES if f.name not in _PASSTHROUGH]
-# Features with a division of our own (or TA-Lib's by a price): inf/NaN become null.
-_DIVIDING = ("bb_width_20", "natr_14", "roc_10", "log_return_1", "hl_range", "co_ratio", "body_ratio",
-             "upper_shadow", "lower_shadow")
+ROUNDING = 1e-9
+"""Largest excursion past a closed domain bound treated as float round-off (and clipped), relative
+to ``max(1, |bound|, width of a bounded domain)``: 1e-7 for [0, 100]. Measured excursions are
+~1e-13 (STOCH's running sums); a real bug or an invalid bar lands further out and is nulled."""
+_RSI_QUIET = BY_NAME["rsi_14"].warmup
 
 
 def effective_volume(tick_volume: np.ndarray, real_volume: np.ndarray) -> np.ndarray:
@@ -58,6 +72,78 @@ def ad_from(high, low, close, vol, start: float = 0.0) -> np.ndarray:
     return np.cumsum(acc)[1:]
 
 
+def _any_in_window(flag: np.ndarray, n: int) -> np.ndarray:
+    """``True`` at ``i`` where any of ``flag[i-n+1 .. i]`` is (a shorter window at the start)."""
+    cs = np.concatenate(([0], np.cumsum(flag, dtype=np.int64)))
+    end = np.arange(1, len(flag) + 1)
+    return cs[end] - cs[np.maximum(end - n, 0)] > 0
+
+
+def _undefined(h, lo, c, vol) -> dict[str, np.ndarray]:
+    """Rows (of one symbol) where a TA-Lib function has a 0/0 that it reports as 0.0 (TA-Lib 0.8).
+
+    * ``STOCH(h, l, c, 14, 3, SMA, 3, SMA)``: fast %K = (c - LL) / ((HH - LL) / 100) with HH, LL the
+      highest high and lowest low of 14 bars; TA-Lib writes 0 when ``(HH - LL) / 100 == 0`` (all 14
+      bars at one price). Slow %K averages 3 fast %K, slow %D 3 slow %K (5 fast %K): a mean that
+      contains a 0/0 is itself undefined.
+    * ``MFI(h, l, c, vol, 14)``: 100 * pos / (pos + neg) over the money flows ``tp * vol`` of 14 bars
+      (``tp = (h + l + c) / 3``); a bar has no flow when ``tp`` is unchanged (TA-Lib's tie:
+      ``|tp - tp_prev| <= 1e-14 * (|tp| + |tp_prev|)``) or ``tp * vol == 0``. 14 bars without a flow:
+      0/0, reported as 0.
+    * ``RSI(close, 14)``: 100 * G / (G + L), G and L Wilder averages of gains and losses; 0 when
+      ``G + L == 0`` (no change since the first bar). A change older than the catalog's warm-up of
+      ``rsi_14`` weighs less than the warm-up tolerance (the rule that makes a value depend on the
+      last ``warmup`` bars only), so a close unchanged over the last ``warmup`` changes is 0/0 too:
+      what TA-Lib would then show is the ratio of two remainders of long-gone moves.
+    * ``NATR(h, l, c, 14)`` = 100 * ATR / close and ``ROC(close, 10)`` = 100 * (c / c[-10] - 1):
+      TA-Lib writes 0 for a zero divisor (a zero price: never on valid bars).
+
+    Not nulled, by definition: ``AD``/``ADOSC`` add nothing for a bar with high == low (TA-Lib's
+    rule, kept bit for bit so that ``ad`` carries exactly), and ``CDLDOJI`` calls a frozen bar a doji
+    (body 0 <= 10 % of an average range of 0 is a comparison, not a ratio). The other features' 0/0s
+    (bar shares, ``bb_width_20``, ``log_return_1``, ...) come out as NaN or inf and fall under the
+    non-finite rule.
+    """
+    fast_undef = (ta.MAX(h, 14) - ta.MIN(lo, 14)) / 100.0 == 0.0  # NaN (first 13 bars) -> False
+    tp = (h + lo + c) / 3.0  # TA-Lib's typical price, same operations in the same order
+    flow = np.zeros(len(c), dtype=bool)
+    dtp = tp[1:] - tp[:-1]
+    flow[1:] = ~(np.abs(dtp) <= 1e-14 * (np.abs(tp[1:]) + np.abs(tp[:-1]))) & (tp[1:] * vol[1:] != 0)
+    changed = np.zeros(len(c), dtype=bool)
+    changed[1:] = c[1:] != c[:-1]
+    k_undef = _any_in_window(fast_undef, 3)
+    prev10 = np.full(len(c), np.nan)
+    prev10[10:] = c[:-10]
+    return {
+        "stoch_k": k_undef,
+        "stoch_d": _any_in_window(k_undef, 3),
+        "mfi_14": ~_any_in_window(flow, 14),
+        "rsi_14": ~_any_in_window(changed, _RSI_QUIET),
+        "natr_14": c == 0.0,
+        "roc_10": prev10 == 0.0,
+    }
+
+
+def _enforce_domain(a: np.ndarray, d: Domain) -> None:
+    """In place: non-finite -> NaN; round-off past a closed bound -> the bound; else outside -> NaN."""
+    a[~np.isfinite(a)] = np.nan
+    if d.values:
+        a[~np.isin(a, d.values) & ~np.isnan(a)] = np.nan
+        return
+    bounds = [abs(b) for b in (d.lo, d.hi) if b is not None]
+    width = d.hi - d.lo if d.lo is not None and d.hi is not None else 0.0
+    slack = ROUNDING * max(1.0, width, *bounds)
+    if d.lo is not None:
+        if d.lo_open:
+            a[a <= d.lo] = np.nan  # no bound to clip onto
+        else:
+            a[(a < d.lo) & (a >= d.lo - slack)] = d.lo
+            a[a < d.lo] = np.nan
+    if d.hi is not None:
+        a[(a > d.hi) & (a <= d.hi + slack)] = d.hi
+        a[a > d.hi] = np.nan
+
+
 def _one_symbol(o, h, lo, c, vol, out: dict[str, np.ndarray], sl: slice, carry=None) -> None:
     """Fill ``out[name][sl]`` for one symbol. ``carry``: (obv, ad, close) of the bar before this slice."""
     w = out
@@ -92,6 +178,8 @@ def _one_symbol(o, h, lo, c, vol, out: dict[str, np.ndarray], sl: slice, carry=N
     # TA-Lib grades an engulfing whose bodies share an end (open == previous close, common in FX) as
     # +-80; the catalog's domain is -100, 0 or 100, so only the direction is kept.
     w["cdl_engulfing"][sl] = np.sign(ta.CDLENGULFING(o, h, lo, c)) * 100
+    for name, undefined in _undefined(h, lo, c, vol).items():
+        w[name][sl][undefined] = np.nan
 
 
 def _price_action(o, h, lo, c, out, starts) -> None:
@@ -128,8 +216,10 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
 
     Returns:
         polars frame: ``symbol``, ``time``, ``event_timestamp`` and the 42 features, one row per
-        input bar, in input order. Values within a feature's warm-up are null; ratios with a zero
-        denominator are null, never inf.
+        input bar, in input order. Values within a feature's warm-up are null; every computed value
+        lies in its catalog ``Feature.domain`` (e.g. [0, 100] for ``rsi_14``, ``stoch_k``,
+        ``stoch_d``, ``mfi_14``); a 0/0 (also one TA-Lib reports as 0) or a non-finite result is
+        null, never inf or a stand-in 0. The bar columns are passed through as given.
 
     Look-ahead: none. Row ``i`` depends on rows ``<= i`` of the same symbol only.
     """
@@ -161,9 +251,8 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
         _one_symbol(o[sl], h[sl], lo[sl], c[sl], vol[sl], out, sl, cs)
     _price_action(o, h, lo, c, out, starts)
 
-    for name in _DIVIDING:
-        a = out[name]
-        a[np.isinf(a)] = np.nan
+    for f in _COMPUTED:
+        _enforce_domain(out[f.name], f.domain)
     # Warm-up: null the first `warmup` bars of each symbol (counted from its true first bar).
     offsets = [history_offset.get(sym_sorted[s], 0) if history_offset else 0 for s in starts]
     for f in _COMPUTED:

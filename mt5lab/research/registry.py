@@ -13,9 +13,11 @@ import pandas as pd
 
 from mt5lab.catalog import (
     BY_NAME,
+    CALENDARS,
     FEATURE_SERVICE,
     TIMEFRAMES,
     VIEW_NAMES,
+    calendar_ttl,
     ttl,
 )
 from mt5lab.feast_repo.store import feature_store
@@ -97,8 +99,10 @@ def service_info(profile=None, timeframe: str = "D1", name: str = FEATURE_SERVIC
 
 
 def ttl_table() -> pd.DataFrame:
-    """The ttl rule for every timeframe: longest normal closure plus one bar."""
-    return pd.DataFrame([{"timeframe": tf, "bar": str(d), "ttl": str(ttl(tf)), "ttl_h": hours(ttl(tf))}
+    """The ttl rule for every timeframe: the longest normal closure of any calendar plus one bar
+    (``ttl``, the views' ttl), and what each calendar alone would need (``ttl_<calendar>``)."""
+    return pd.DataFrame([{"timeframe": tf, "bar": str(d), "ttl": str(ttl(tf)), "ttl_h": hours(ttl(tf)),
+                          **{f"ttl_{c}": str(calendar_ttl(tf, c)) for c in CALENDARS}}
                          for tf, d in TIMEFRAMES.items()])
 
 

@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mt5lab.catalog import (
+    CALENDAR_CLOSURES,
     CATALOG_VERSION,
     FEATURE_SERVICE,
     LONGEST_NORMAL_CLOSURE,
@@ -115,7 +116,8 @@ def build_manifest(df, *, features=FEATURE_SERVICE, timeframe: str = "D1", label
         "catalog_version": CATALOG_VERSION,
         "catalog_hash": catalog_hash(),
         "view_ttls_seconds": {v: ttl(tf).total_seconds() for v in sel.views},
-        "ttl_rule": f"longest normal closure ({LONGEST_NORMAL_CLOSURE}) + one {tf} bar",
+        "ttl_rule": f"longest normal closure of any calendar ({LONGEST_NORMAL_CLOSURE}) + one {tf} bar",
+        "calendar_closures_seconds": {c: d.total_seconds() for c, d in CALENDAR_CLOSURES.items()},
         "warmup_tolerance": WARMUP_TOLERANCE,
         "max_warmup_bars": MAX_WARMUP,
         "point_in_time_rule": "t - ttl <= event_timestamp (bar close) <= t; Feast 0.67 semantics",
