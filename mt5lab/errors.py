@@ -60,6 +60,13 @@ class MaxLossExceeded(Mt5LabError):
     exit_code = 5
 
 
+class Mt5LabWarning(UserWarning):
+    """Something mt5lab assumed or could not rule out (an epoch unit, a clock it doubts): loud, not fatal.
+
+    The CLI prints each as one ``warning:`` line on stderr.
+    """
+
+
 class TrainingSetError(Mt5LabError, ValueError):
     """A training-set request is invalid (entity frame, feature refs, labels or splits); names the
     source, row and rule where there is one. Nothing has been computed."""

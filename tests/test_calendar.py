@@ -191,7 +191,11 @@ def test_market_closed_between():
     assert market_closed_between(utc(2024, 3, 8), utc(2024, 3, 11), "fx") == timedelta(hours=47)
     # US DST ends Sunday 3 November 2024: Friday close 21:00 UTC, Sunday open 22:00 UTC
     assert market_closed_between(utc(2024, 11, 1), utc(2024, 11, 4), "fx") == timedelta(hours=49)
-    assert market_closed_between(utc(2024, 1, 8), utc(2024, 1, 22), "equity") == timedelta(days=4)
+    # two weekends and Martin Luther King Jr. Day (Monday 15 January 2024), an NYSE holiday
+    assert market_closed_between(utc(2024, 1, 8), utc(2024, 1, 22), "equity") == timedelta(days=5)
+    # Christmas Day 2024 (Wednesday) on fx: the NY+7 server day, 17:00 New York 24th .. 25th
+    assert market_closed_between(utc(2024, 12, 24), utc(2024, 12, 26), "fx") == timedelta(hours=24)
+    assert market_closed_between(utc(2024, 12, 24, 22), utc(2024, 12, 25, 22), "fx") == timedelta(hours=24)
     assert market_closed_between(utc(2024, 1, 8), utc(2024, 1, 22), "24x7") == timedelta(0)
 
 

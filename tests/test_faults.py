@@ -150,7 +150,7 @@ def test_disk_full_during_ingest_and_build_changes_nothing(demo_copy, tmp_path):
     from mt5lab.bars.ingest import ingest_files
     from mt5lab.storage.local import LocalStore
 
-    ok = ingest_files(LocalStore(demo_copy), [new], symbol="EURUSD", timeframe="H1", progress=False)
+    ok = ingest_files(LocalStore(demo_copy), [new], symbol="EURUSD", timeframe="H1", server_tz="UTC", progress=False)
     assert ok.write.inserted == 500
     before = tree_hash(demo_copy)
     feats = demo_copy / "offline" / "features" / "timeframe=H1" / "features.parquet"
@@ -210,7 +210,7 @@ def test_two_updates_at_once_equal_one(demo_store, tmp_path, monkeypatch):
     assert registry_objects(race, monkeypatch) == objects
     race_online = online_frame(["EURUSD"], "H1")
     registry_objects(single, monkeypatch)  # points the process at the reference copy
-    bars, _ = read_files([new], symbol="EURUSD", timeframe="H1", progress=False)
+    bars, _ = read_files([new], symbol="EURUSD", timeframe="H1", server_tz="UTC", progress=False)
     update(bars, timeframe="H1", source=str(new))  # one run, the reference
     assert LocalStore(race).read_bars("H1").equals(LocalStore(single).read_bars("H1"))
     assert _features(race, "H1").equals(_features(single, "H1"))

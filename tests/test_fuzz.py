@@ -178,3 +178,48 @@ def test_validate_raises_only_own_errors(frame, calendar, pandas):
 
     arg = frame.to_pandas() if pandas and frame.width else frame
     _only_own_errors(validate_bars, arg, source="fuzz", calendar=calendar)
+
+
+# -- integer time columns of every width and sign: parsed in the detected unit, or one-line errors ---
+INT_TYPES = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()]
+
+
+@pytest.mark.parametrize("arrow_type", INT_TYPES, ids=str)
+@FUZZ
+@given(values=st.lists(st.integers(min_value=-(2**63), max_value=2**64 - 1), min_size=1, max_size=5))
+def test_integer_time_columns_of_every_width(arrow_type, values):
+    import warnings
+
+    from mt5lab.bars.clock import EPOCH_UNITS, TIME_RANGE
+    from mt5lab.bars.readers import read_bars
+
+    bits, signed = arrow_type.bit_width, pa.types.is_signed_integer(arrow_type)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2**bits - 1)
+    values = [min(max(v, lo), hi) for v in values]
+    path = DIR / f"int-{arrow_type}.parquet"
+    n = len(values)
+    pq.write_table(pa.table({"time": pa.array(values, arrow_type), "open": [1.0] * n, "high": [1.1] * n,
+                             "low": [0.9] * n, "close": [1.0] * n, "tick_volume": [1] * n}), path)
+    # the expected instants, written independently: the unit by the first value's magnitude
+    unit, per_s = next((u, {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}[u])
+                       for u, below in EPOCH_UNITS if abs(values[0]) < below)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    lo_us, hi_us = ((b - epoch) // timedelta(microseconds=1) for b in TIME_RANGE)
+    want = []
+    for v in values:
+        us = v * 10**6 // per_s
+        want.append(epoch + timedelta(microseconds=us) if lo_us <= us < hi_us else None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            got = read_bars(path, symbol="X", timeframe="H1")
+        except Mt5LabError as exc:
+            assert "\n" not in str(exc)
+            if v_bad := [i for i, w in enumerate(want) if w is None]:
+                assert exc.rule == "time out of range" and exc.row == v_bad[0] + 1, str(exc)
+                assert f"epoch {unit}" in exc.detail
+            else:
+                raise
+            return
+    assert None not in want, f"read {got['time'].to_list()} for {values} (unit {unit})"
+    assert got["time"].to_list() == want

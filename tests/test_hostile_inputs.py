@@ -432,7 +432,7 @@ def test_cross_file_duplicate_names_both_files(target, tmp_path):
     from mt5lab.bars.ingest import ingest_files
 
     with pytest.raises(BarValidationError) as err:
-        ingest_files(target.store(), [a, b], symbol="TWOFILES", timeframe="H1", progress=False)
+        ingest_files(target.store(), [a, b], symbol="TWOFILES", timeframe="H1", server_tz="UTC", progress=False)
     assert err.value.rule == "duplicate time across inputs" and err.value.row == 1
     assert "b.csv" in str(err.value) and "a.csv row 5" in str(err.value)
     assert target.take() == before

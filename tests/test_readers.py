@@ -49,7 +49,7 @@ def expect_error(match_rule: str, row: int | None, call) -> BarValidationError:
 
 def test_mt5_intraday_with_time_column(tmp_path):
     path = write(tmp_path / "EURUSD_H1.csv", [MT5_HEADER, *mt5_rows("2024.01.02", ["00:00:00", "01:00:00", "02:00"])])
-    bars = read_mt5_export(path, symbol="EURUSD", timeframe="H1")
+    bars = read_mt5_export(path, symbol="EURUSD", timeframe="H1", server_tz="UTC")
     assert bars.schema == CANONICAL
     assert bars["time"].to_list() == [utc(2024, 1, 2, 0), utc(2024, 1, 2, 1), utc(2024, 1, 2, 2)]
     assert bars["tick_volume"].to_list() == [100, 101, 102]
@@ -61,20 +61,25 @@ def test_mt5_intraday_with_time_column(tmp_path):
     validate_bars(bars, source=path.name)
 
 
-def test_mt5_daily_without_time_column_keeps_the_trading_date(tmp_path):
+def test_mt5_daily_bar_opens_at_the_server_midnight(tmp_path):
     lines = [MT5_D1_HEADER, "2024.01.02\t1.1\t1.2\t1.0\t1.15\t5000\t7\t12",
              "2024.01.03\t1.15\t1.25\t1.05\t1.2\t6000\t8\t11"]
     path = write(tmp_path / "EURUSD_D1.csv", lines)
-    # a daily bar is the bar of its date, whatever the server zone: midnight UTC of that date
+    # the D1 bar of 2 January on a UTC+2 (winter) server opens at its midnight: 1 January 22:00 UTC
     bars = read_mt5_export(path, symbol="EURUSD", timeframe="D1", server_tz="Europe/Athens")
-    assert bars["time"].to_list() == [utc(2024, 1, 2), utc(2024, 1, 3)]
+    assert bars["time"].to_list() == [utc(2024, 1, 1, 22), utc(2024, 1, 2, 22)]
     assert bars["real_volume"].to_list() == [7, 8]
-    assert validate_bars(bars).rows == 2
+    assert validate_bars(bars, server_tz="Europe/Athens").rows == 2
+    # on the UTC grid those opens are not midnights: the grid is the server's, and says so
+    err = expect_error("time not aligned", 1, lambda: validate_bars(bars, server_tz="UTC"))
+    assert "grid anchored at UTC midnight" in str(err)
+    with pytest.raises(ConfigError, match="EURUSD_D1.csv: times are on the broker's server clock"):
+        read_mt5_export(path, symbol="EURUSD", timeframe="D1")  # no silent UTC default for an MT5 export
 
 
 def test_mt5_intraday_file_without_time_column_is_refused(tmp_path):
     path = write(tmp_path / "x.csv", [MT5_D1_HEADER, "2024.01.02\t1.1\t1.2\t1.0\t1.15\t5000\t7\t12"])
-    err = expect_error("missing column <TIME>", None, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    err = expect_error("missing column <TIME>", None, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
     assert str(err).startswith("x.csv: missing column <TIME>")
 
 
@@ -86,7 +91,7 @@ def test_mt5_intraday_file_without_time_column_is_refused(tmp_path):
 def test_mt5_encodings_and_crlf(tmp_path, encoding, bom, newline):
     path = write(tmp_path / "enc.csv", [MT5_HEADER, *mt5_rows("2024.01.02", ["00:00", "01:00"])],
                  encoding=encoding, bom=bom, newline=newline)
-    bars = read_bars(path, symbol="EURUSD", timeframe="H1")  # format auto-detected from <DATE>
+    bars = read_bars(path, symbol="EURUSD", timeframe="H1", server_tz="UTC")  # format auto-detected from <DATE>
     assert bars["time"].to_list() == [utc(2024, 1, 2, 0), utc(2024, 1, 2, 1)]
     assert bars["spread"].to_list() == [1, 2]  # the last column is not polluted by '\r'
 
@@ -128,16 +133,26 @@ def test_dst_non_existent_local_time_is_an_error(tmp_path):
     assert "Europe/Athens" in str(err) and "spring.csv: row 3" in str(err)
 
 
-def test_dst_ambiguous_local_time_is_an_error(tmp_path):
-    # Europe/Athens repeats 03:00..03:59 on 2024-10-27
-    lines = [MT5_HEADER, *mt5_rows("2024.10.27", ["01:00", "02:00", "02:30", "03:30", "04:00"])]
+def test_dst_fold_resolves_by_row_order_and_keeps_both_bars(tmp_path):
+    # Europe/Athens repeats 03:00..03:59 on 2024-10-27 (04:00 EEST = 01:00 UTC becomes 03:00 EET)
+    lines = [MT5_HEADER, *mt5_rows("2024.10.27", ["02:30", "03:00", "03:30", "03:00", "03:30", "04:00"])]
     path = write(tmp_path / "autumn.csv", lines)
-    err = expect_error("ambiguous local time in server_tz", 4,
-                       lambda: read_mt5_export(path, symbol="EURUSD", timeframe="M30", server_tz="Europe/Athens"))
-    assert "occurs twice" in err.detail
-    # the same wall times are fine in a zone without DST
-    bars = read_mt5_export(path, symbol="EURUSD", timeframe="M30", server_tz="Etc/GMT-2")
-    assert bars["time"][3] == utc(2024, 10, 27, 1, 30)
+    want = [utc(2024, 10, 26, 23, 30), utc(2024, 10, 27, 0, 0), utc(2024, 10, 27, 0, 30),
+            utc(2024, 10, 27, 1, 0), utc(2024, 10, 27, 1, 30), utc(2024, 10, 27, 2, 0)]
+    bars = read_mt5_export(path, symbol="BTCUSD", timeframe="M30", server_tz="Europe/Athens")
+    assert bars["time"].to_list() == want  # first 03:00 before the change, second after it
+    # the same when the fold straddles a batch boundary
+    streamed = pl.concat(iter_bars(path, symbol="BTCUSD", timeframe="M30", server_tz="Europe/Athens", batch_rows=3))
+    assert streamed["time"].to_list() == want
+    report = validate_bars(bars, server_tz="Europe/Athens", calendar="24x7")  # both bars kept, no gap
+    assert (report.rows, report.gaps.height) == (6, 0)
+    # a wall time seen a third time is a duplicate of the second instant
+    path3 = write(tmp_path / "thrice.csv", [MT5_HEADER, *mt5_rows("2024.10.27", ["03:00", "03:00", "03:00"])])
+    bars3 = read_mt5_export(path3, symbol="BTCUSD", timeframe="M30", server_tz="Europe/Athens")
+    expect_error("duplicate time", 3, lambda: validate_bars(bars3, server_tz="Europe/Athens", calendar="24x7"))
+    # the same wall times are distinct instants in a zone without DST
+    bars = read_mt5_export(path, symbol="BTCUSD", timeframe="M30", server_tz="Etc/GMT-2")
+    assert bars["time"][2] == utc(2024, 10, 27, 1, 30)
 
 
 def test_unknown_server_tz_and_timeframe_and_missing_symbol(tmp_path):
@@ -145,11 +160,11 @@ def test_unknown_server_tz_and_timeframe_and_missing_symbol(tmp_path):
     with pytest.raises(ConfigError, match="unknown server_tz 'Europe/Atlantis'"):
         read_mt5_export(path, symbol="X", timeframe="H1", server_tz="Europe/Atlantis")
     with pytest.raises(ConfigError, match="unknown timeframe 'H2'"):
-        read_mt5_export(path, symbol="X", timeframe="H2")
+        read_mt5_export(path, symbol="X", timeframe="H2", server_tz="UTC")
     with pytest.raises(ConfigError, match="pass symbol="):
-        read_bars(path, timeframe="H1")
+        read_bars(path, timeframe="H1", server_tz="UTC")
     with pytest.raises(ConfigError, match="unknown format"):
-        read_bars(path, symbol="X", timeframe="H1", format="xlsx")
+        read_bars(path, symbol="X", timeframe="H1", server_tz="UTC", format="xlsx")
 
 
 # --- generic tables --------------------------------------------------------------------------------
@@ -234,7 +249,7 @@ def test_parquet_epoch_seconds_and_non_numeric_column(tmp_path):
     bars = read_bars(tmp_path / "e.parquet", timeframe="H1", server_tz="Etc/GMT-2")
     assert bars["time"].to_list() == [utc(2024, 1, 2, 8)]
     pq.write_table(pa.table({**base, "tick_volume": [True]}), tmp_path / "b.parquet")
-    expect_error("non-numeric tick_volume", 1, lambda: read_bars(tmp_path / "b.parquet", timeframe="H1"))
+    expect_error("non-numeric tick_volume", 1, lambda: read_bars(tmp_path / "b.parquet", timeframe="H1", server_tz="UTC"))
 
 
 def test_the_real_sample_csv_reads_like_the_sample_loader():
@@ -252,15 +267,15 @@ def test_the_real_sample_csv_reads_like_the_sample_loader():
 def test_empty_file(tmp_path):
     path = tmp_path / "empty.csv"
     path.write_bytes(b"")
-    err = expect_error("empty file", None, lambda: read_bars(path, symbol="X", timeframe="H1"))
+    err = expect_error("empty file", None, lambda: read_bars(path, symbol="X", timeframe="H1", server_tz="UTC"))
     assert str(err).startswith("empty.csv: empty file")
     path.write_bytes(b"\xff\xfe")  # a BOM and nothing else
-    expect_error("empty file", None, lambda: read_bars(path, symbol="X", timeframe="H1"))
+    expect_error("empty file", None, lambda: read_bars(path, symbol="X", timeframe="H1", server_tz="UTC"))
 
 
 def test_header_only(tmp_path):
     path = write(tmp_path / "h.csv", [MT5_HEADER], newline="\r\n")
-    expect_error("no data rows", None, lambda: read_bars(path, symbol="X", timeframe="H1"))
+    expect_error("no data rows", None, lambda: read_bars(path, symbol="X", timeframe="H1", server_tz="UTC"))
     path = write(tmp_path / "h2.csv", ["time,open,high,low,close,tick_volume", "", ""])
     expect_error("no data rows", None, lambda: read_table(path, symbol="X", timeframe="H1"))
 
@@ -268,7 +283,7 @@ def test_header_only(tmp_path):
 def test_wrong_delimiter_names_the_missing_columns(tmp_path):
     lines = [MT5_HEADER.replace("\t", ";"), *[r.replace("\t", ";") for r in mt5_rows("2024.01.02", ["00:00"])]]
     path = write(tmp_path / "semi.csv", lines)
-    err = expect_error("missing column <DATE>", None, lambda: read_bars(path, symbol="X", timeframe="H1"))
+    err = expect_error("missing column <DATE>", None, lambda: read_bars(path, symbol="X", timeframe="H1", server_tz="UTC"))
     assert "<OPEN>" in err.detail and "semicolon-separated" in err.detail
     path = write(tmp_path / "semi2.csv", ["time;open;high;low;close;volume", "2024-01-02;1;1;1;1;1"])
     err = expect_error("missing column time", None, lambda: read_table(path, symbol="X", timeframe="D1"))
@@ -279,7 +294,7 @@ def test_missing_column(tmp_path):
     header = MT5_HEADER.replace("\t<TICKVOL>", "")
     row = "2024.01.02\t00:00\t1\t1\t1\t1\t0\t1"
     path = write(tmp_path / "m.csv", [header, row])
-    err = expect_error("missing column <TICKVOL>", None, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    err = expect_error("missing column <TICKVOL>", None, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
     assert str(err).startswith("m.csv: missing column <TICKVOL>")
     path = write(tmp_path / "g.csv", ["time,open,high,low,volume", "2024-01-02,1,1,1,1"])
     expect_error("missing column close", None, lambda: read_table(path, symbol="X", timeframe="D1"))
@@ -290,16 +305,16 @@ def test_missing_column(tmp_path):
 def test_truncated_last_line(tmp_path):
     rows = mt5_rows("2024.01.02", ["00:00", "01:00", "02:00"])
     path = write(tmp_path / "t.csv", [MT5_HEADER, *rows[:2], rows[2][:25]], newline="\r\n")
-    err = expect_error("truncated row", 3, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    err = expect_error("truncated row", 3, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
     assert "expected 9" in err.detail
     path = write(tmp_path / "t16.csv", [MT5_HEADER, *rows[:2], rows[2][:25]], encoding="utf-16-le", bom=b"\xff\xfe")
-    expect_error("truncated row", 3, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    expect_error("truncated row", 3, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
 
 
 def test_too_many_fields(tmp_path):
     rows = mt5_rows("2024.01.02", ["00:00", "01:00"])
     path = write(tmp_path / "t.csv", [MT5_HEADER, rows[0], rows[1] + "\t99"])
-    expect_error("too many fields", 2, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    expect_error("too many fields", 2, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
 
 
 @pytest.mark.parametrize(
@@ -313,22 +328,22 @@ def test_non_numeric_values_name_the_row(tmp_path, column, value, rule):
     fields[column] = value
     rows[2] = "\t".join(fields)
     path = write(tmp_path / "n.csv", [MT5_HEADER, *rows])
-    err = expect_error(rule, 3, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    err = expect_error(rule, 3, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
     assert repr(value) in err.detail
 
 
 def test_invalid_time_and_invalid_encoding(tmp_path):
     rows = mt5_rows("2024.01.02", ["00:00", "25:00"])
     path = write(tmp_path / "bad_time.csv", [MT5_HEADER, *rows])
-    expect_error("invalid time", 2, lambda: read_mt5_export(path, symbol="X", timeframe="H1"))
+    expect_error("invalid time", 2, lambda: read_mt5_export(path, symbol="X", timeframe="H1", server_tz="UTC"))
     path = tmp_path / "latin1.csv"
     path.write_bytes("time,open,high,low,close,volume\n2024-01-02,1,1,1,1,1\n2024-01-03,1,1,1,1,1 \xe9\n".encode("latin-1"))
     expect_error("invalid encoding", None, lambda: read_table(path, symbol="X", timeframe="D1"))
 
 
 def test_missing_file_is_an_mt5lab_error(tmp_path):
-    expect_error("cannot open file", None, lambda: read_bars(tmp_path / "nope.csv", symbol="X", timeframe="H1"))
-    expect_error("cannot open file", None, lambda: read_bars(tmp_path / "nope.parquet", symbol="X", timeframe="H1"))
+    expect_error("cannot open file", None, lambda: read_bars(tmp_path / "nope.csv", symbol="X", timeframe="H1", server_tz="UTC"))
+    expect_error("cannot open file", None, lambda: read_bars(tmp_path / "nope.parquet", symbol="X", timeframe="H1", server_tz="UTC"))
 
 
 # --- streaming -------------------------------------------------------------------------------------
@@ -336,14 +351,14 @@ def test_missing_file_is_an_mt5lab_error(tmp_path):
 def test_iter_bars_streams_batches_with_continuous_source_rows(tmp_path):
     hours = [f"{h:02d}:{m:02d}" for h in range(24) for m in range(0, 60, 5)]  # 288 M5 bars
     path = write(tmp_path / "m5.csv", [MT5_HEADER, *mt5_rows("2024.01.02", hours)])
-    batches = list(iter_bars(path, symbol="EURUSD", timeframe="M5", batch_rows=100))
+    batches = list(iter_bars(path, symbol="EURUSD", timeframe="M5", server_tz="UTC", batch_rows=100))
     assert [b.height for b in batches] == [100, 100, 88]
     assert all(b.schema == CANONICAL for b in batches)
     rows = pl.concat(batches)["source_row"].to_list()
     assert rows == list(range(1, 289))
-    assert pl.concat(batches).equals(read_bars(path, symbol="EURUSD", timeframe="M5"))
+    assert pl.concat(batches).equals(read_bars(path, symbol="EURUSD", timeframe="M5", server_tz="UTC"))
     pq.write_table(pl.concat(batches).drop("source_row").to_arrow(), tmp_path / "m5.parquet")
-    pbatches = list(iter_bars(tmp_path / "m5.parquet", timeframe="M5", batch_rows=100))
+    pbatches = list(iter_bars(tmp_path / "m5.parquet", timeframe="M5", server_tz="UTC", batch_rows=100))
     assert [b.height for b in pbatches] == [100, 100, 88]
     assert pl.concat(pbatches)["source_row"].to_list() == rows
 
@@ -353,7 +368,7 @@ def test_error_in_a_later_batch_names_the_file_row(tmp_path):
     rows = mt5_rows("2024.01.02", hours)
     rows[250] = rows[250].replace("1.1005", "x")
     path = write(tmp_path / "late.csv", [MT5_HEADER, *rows])
-    it = iter_bars(path, symbol="EURUSD", timeframe="M5", batch_rows=100)
+    it = iter_bars(path, symbol="EURUSD", timeframe="M5", server_tz="UTC", batch_rows=100)
     assert next(it).height == 100 and next(it).height == 100
     expect_error("non-numeric close", 251, lambda: next(it))
 
@@ -362,7 +377,7 @@ def test_argument_errors_surface_before_iteration(tmp_path):
     with pytest.raises(ConfigError):
         iter_bars(tmp_path / "whatever.csv", symbol="X", timeframe="H1", server_tz="Nowhere/Land")
     with pytest.raises(ConfigError):
-        iter_bars(tmp_path / "whatever.csv", symbol="X", timeframe="H1", batch_rows=0)
+        iter_bars(tmp_path / "whatever.csv", symbol="X", timeframe="H1", server_tz="UTC", batch_rows=0)
 
 
 def test_padded_and_blank_values(tmp_path):
@@ -379,6 +394,6 @@ def test_validation_of_a_read_file_names_the_file_row(tmp_path):
     rows = mt5_rows("2024.01.08", ["00:00", "01:00", "02:00", "03:00"])
     rows[2] = rows[2].replace("\t1.1010\t", "\t1.0980\t")  # high below low on data row 3
     path = write(tmp_path / "EURUSD_H1.csv", [MT5_HEADER, *rows, ""])  # a trailing blank line too
-    bars = read_mt5_export(path, symbol="EURUSD", timeframe="H1")
+    bars = read_mt5_export(path, symbol="EURUSD", timeframe="H1", server_tz="UTC")
     with pytest.raises(BarValidationError, match=r"^EURUSD_H1\.csv: row 3: high below low"):
         validate_bars(bars, source=path.name)

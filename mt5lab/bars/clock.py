@@ -1,25 +1,56 @@
-"""The broker's server clock to UTC.
+"""The broker's server clock to UTC and back: the one conversion every entry point uses.
 
-MT5 terminals stamp bars in the broker's server time, often UTC+2 in winter and UTC+3 in summer on the
-New York-close convention. A ``server_tz`` says which clock: an IANA zone (``Europe/Athens``, or a
-fixed offset ``Etc/GMT-2``: note the inverted sign of the ``Etc`` zones, ``Etc/GMT-2`` is UTC+2), or
-:data:`NY_CLOSE`. A local time that DST makes ambiguous or non-existent is reported, never shifted.
+MT5 terminals stamp bars in the broker's server time, often UTC+2 in winter and UTC+3 in summer on
+the New York-close convention. A ``server_tz`` says which clock:
+
+* an IANA zone, e.g. ``Europe/Athens``;
+* a fixed offset ``Etc/GMT-2``. Note the inverted sign of the ``Etc`` zones (POSIX's convention:
+  the sign says where UTC is from the zone): ``Etc/GMT-2`` is UTC+2, ``Etc/GMT+5`` is UTC-5;
+* :data:`NY_CLOSE` (``"NY+7"``): New York wall time plus 7 hours;
+* ``UTC``.
+
+Rules, for every timeframe (D1 and W1 included): a naive server time is the bar's open on the server
+clock; its UTC instant is that wall time on ``server_tz``. A D1 bar opens at the server's midnight
+(a NY+7 server's D1 bar of 5 March opens 2024-03-04 22:00 UTC), and a bar grid over 1 h (H4, D1) is
+anchored at the server's midnight, which :func:`to_server` exposes to validation and calendars.
+
+DST: a server time that occurs twice (clocks go back) resolves by row order: its first row is the
+earlier instant (before the change), a later row the second one, so both bars are kept. A server
+time that does not exist (clocks go forward) is refused, never shifted.
+
+Integer times are epoch values of the naive server clock (MT5's ``copy_rates_*`` arrays hold
+seconds); the unit (s, ms, us, ns) is detected from the magnitude of the first value and reported
+with :class:`~mt5lab.errors.Mt5LabWarning`. Every time must lie in :data:`TIME_RANGE`.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import polars as pl
 
-from mt5lab.errors import ConfigError
+from mt5lab.config import load_env
+from mt5lab.errors import BarValidationError, ConfigError, Mt5LabWarning
 
 NY_CLOSE = "NY+7"
 """``server_tz`` of MT5's "New York close" servers: New York wall time plus 7 hours (UTC+2 in winter,
 UTC+3 in summer, switching on US dates). No IANA zone has this rule; Europe/Athens is an hour off for
 a few weeks each year."""
 NY_CLOSE_SHIFT = timedelta(hours=7)
+SERVER_TZ_ENV = "MT5LAB_SERVER_TZ"
+"""Environment variable (or ``.env`` entry) naming the desk's server clock, used where no
+``server_tz`` is passed."""
+TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+"""Bar times outside ``[1970-01-01, 2100-01-01)`` UTC are refused as out of range."""
+EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", float("inf")))
+"""Epoch unit by magnitude of an integer time: below 1e11 seconds (year 5138), below 1e14
+milliseconds, below 1e17 microseconds, else nanoseconds. Every unit covers 1973..2100 unambiguously."""
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+Fail = Callable[..., BarValidationError]
 
 
 def check_server_tz(server_tz: str) -> str:
@@ -28,29 +59,138 @@ def check_server_tz(server_tz: str) -> str:
         return server_tz
     try:
         ZoneInfo(server_tz)
-    except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+    except (ValueError, KeyError, OSError, TypeError) as exc:  # ZoneInfoNotFoundError is a KeyError
         raise ConfigError(f"unknown server_tz {server_tz!r}: expected an IANA zone such as "
-                          f"'Europe/Athens' or 'Etc/GMT-2', or {NY_CLOSE!r}") from exc
+                          f"'Europe/Athens' or 'Etc/GMT-2' (= UTC+2), or {NY_CLOSE!r}") from exc
     return server_tz
 
 
-def localize(naive: pl.Series, server_tz: str) -> tuple[pl.Series, int | None, str]:
+def resolve_server_tz(server_tz: str | None, source: str, *, required: bool) -> str:
+    """The server clock to read with: ``server_tz`` if given, else :data:`SERVER_TZ_ENV` (environment
+    or ``.env``), else UTC for a format that carries no server clock (a generic table).
+
+    ``required`` (an MT5 or MT4 export, an MT5 ``copy_rates_*`` frame): with neither set, a
+    ConfigError naming ``source``. Defaulting such times to UTC is how bars end up 2-3 h off; the
+    choice must be explicit.
+    """
+    if server_tz is None:
+        load_env()
+        server_tz = os.environ.get(SERVER_TZ_ENV) or None
+    if server_tz is None:
+        if required:
+            raise ConfigError(f"{source}: times are on the broker's server clock: pass server_tz= "
+                              f"(CLI: --server-tz), e.g. {NY_CLOSE!r}, 'Etc/GMT-2' (= UTC+2) or 'UTC', "
+                              f"or set {SERVER_TZ_ENV}")
+        return "UTC"
+    return check_server_tz(server_tz)
+
+
+def _zone(server_tz: str) -> tuple[str, timedelta]:
+    """(IANA zone, shift): server wall time = wall time of the zone + shift."""
+    tz = check_server_tz(server_tz)
+    return ("America/New_York", NY_CLOSE_SHIFT) if tz == NY_CLOSE else (tz, timedelta(0))
+
+
+def to_server(utc, server_tz: str):
+    """UTC instants (Series or Expr, tz-aware) to naive server wall times (same type).
+
+    The inverse of :func:`localize` (both instants of a DST fold map to the same wall time). Bar
+    grids and calendars use it: an H4 or D1 bar is aligned when its server wall time is.
+    """
+    zone, shift = _zone(server_tz)
+    wall = utc.dt.convert_time_zone(zone).dt.replace_time_zone(None)
+    return wall + shift if shift else wall
+
+
+def from_server(wall, server_tz: str, ambiguous: str = "earliest"):
+    """Naive server wall times (Series or Expr) to UTC; non-existent wall times become null."""
+    zone, shift = _zone(server_tz)
+    local = (wall - shift if shift else wall).dt.replace_time_zone(zone, ambiguous=ambiguous,
+                                                                     non_existent="null")
+    return local.dt.convert_time_zone("UTC")
+
+
+def every_instant(wall: pl.Series, server_tz: str) -> pl.Series:
+    """Every UTC instant of naive server wall times: a fold's wall time gives two, a gap's none."""
+    both = pl.concat([from_server(wall, server_tz, "earliest"), from_server(wall, server_tz, "latest")])
+    return both.drop_nulls().unique().sort()
+
+
+def localize(naive: pl.Series, server_tz: str, seen: set | None = None) -> tuple[pl.Series, int | None]:
     """Naive server-clock times (Datetime, no zone) to UTC.
 
-    Returns ``(utc, bad, kind)``: ``bad`` is the index of the first time that does not exist on the
-    server clock (``kind`` ``"non-existent"``, skipped when clocks go forward) or occurs twice
-    (``"ambiguous"``, DST ends), else None; ``utc`` is only meaningful when ``bad`` is None.
+    Returns ``(utc, bad)``: ``bad`` is the index of the first time that does not exist on the server
+    clock (skipped when clocks go forward), else None, and ``utc`` is only meaningful when ``bad`` is
+    None. A time that occurs twice resolves by order: the first row carrying it (in this call, or in
+    ``seen``, which holds the ambiguous wall times of earlier batches and is updated) is the earlier
+    instant, later rows the later one.
     """
-    zone = check_server_tz(server_tz)
-    t = naive
+    zone, shift = _zone(server_tz)
     if zone == "UTC":
-        return t.dt.replace_time_zone("UTC"), None, ""
-    if zone == NY_CLOSE:  # the server clock is New York + 7 h
-        t, zone = t - NY_CLOSE_SHIFT, "America/New_York"
-    local = t.dt.replace_time_zone(zone, ambiguous="null", non_existent="null")
-    nulls = local.is_null().arg_true()
-    if nulls.len():
-        bad = int(nulls[0])
-        one = t.slice(bad, 1).dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
-        return local, bad, "non-existent" if one.null_count() else "ambiguous"
-    return local.dt.convert_time_zone("UTC"), None, ""
+        return naive.dt.replace_time_zone("UTC"), None
+    t = naive - shift if shift else naive
+    early = t.dt.replace_time_zone(zone, ambiguous="earliest", non_existent="null")
+    bad = early.is_null() & naive.is_not_null()
+    if bad.any():
+        return early, int(bad.arg_true()[0])
+    late = t.dt.replace_time_zone(zone, ambiguous="latest", non_existent="null")
+    folded = early != late
+    if not folded.any():
+        return early.dt.convert_time_zone("UTC"), None
+    seen = set() if seen is None else seen
+    idx = folded.arg_true().to_list()
+    repeat = []
+    for i in idx:  # a DST fold has a handful of rows: a plain loop
+        repeat.append(naive[i] in seen)
+        seen.add(naive[i])
+    later = pl.Series([False] * naive.len()).scatter(idx, repeat)
+    out = pl.select(pl.when(later).then(late).otherwise(early)).to_series()
+    return out.dt.convert_time_zone("UTC"), None
+
+
+def epoch_unit(value: int) -> str:
+    """The epoch unit an integer time is in, by magnitude (see :data:`EPOCH_UNITS`)."""
+    for unit, below in EPOCH_UNITS:
+        if abs(value) < below:
+            return unit
+    return "ns"  # pragma: no cover - the last bound is infinite
+
+
+def from_epoch(values: pl.Series, unit: str) -> pl.Series:
+    """Integer epoch values in ``unit`` to naive microsecond datetimes; out of range -> null."""
+    per_us = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": 0}[unit]
+    v = values.cast(pl.Int64, strict=False)
+    lo = (TIME_RANGE[0] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    hi = (TIME_RANGE[1] - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+    if per_us:
+        ok = v.is_between(lo // per_us, hi // per_us, closed="left")
+        us = pl.select(pl.when(ok).then(v * per_us)).to_series()
+    else:
+        us = pl.select(pl.when(v.is_between(lo * 1000, hi * 1000, closed="left")).then(v // 1000)).to_series()
+    return us.cast(pl.Datetime("us"))
+
+
+def note_unit(source: str, unit: str) -> None:
+    """Say which epoch unit integer times were read in (once per file or frame)."""
+    warnings.warn(f"{source}: integer times read as epoch {_UNIT_NAMES[unit]} of the server clock "
+                  f"(detected from their magnitude)", Mt5LabWarning, stacklevel=3)
+
+
+def to_utc(naive: pl.Series, server_tz: str, fail: Fail, rows: pl.Series, raw: pl.Series,
+           seen: set | None = None) -> pl.Series:
+    """:func:`localize`, with a DST-gap time reported through ``fail`` (naming its row), and the
+    result checked against :data:`TIME_RANGE`."""
+    utc, bad = localize(naive, server_tz, seen)
+    if bad is not None:
+        raise fail("non-existent local time in server_tz",
+                   f"{raw[bad]!r} is skipped when clocks go forward in {server_tz}", int(rows[bad]))
+    check_range(utc, fail, rows, raw)
+    return utc
+
+
+def check_range(utc: pl.Series, fail: Fail, rows: pl.Series, raw: pl.Series) -> None:
+    """Refuse a time outside :data:`TIME_RANGE`, naming its row."""
+    out = ~utc.is_between(*TIME_RANGE, closed="left")
+    if out.any():
+        i = int(out.arg_true()[0])
+        raise fail("time out of range", f"{raw[i]!r} is outside 1970-01-01..2100-01-01 UTC", int(rows[i]))

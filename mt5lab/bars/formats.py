@@ -2,7 +2,9 @@
 is which.
 
 MT5 terminal exports are tab-separated with ``<DATE> <TIME> <OPEN> ...`` headers, in UTF-8, UTF-8 with
-BOM or UTF-16 (BOM, or detected by its NUL bytes), LF or CRLF; daily files have no ``<TIME>``. Generic
+BOM or UTF-16 (BOM, or detected by its NUL bytes), LF or CRLF; daily files have no ``<TIME>``. MT4
+History Center exports have no header: ``2019.02.15,14:00,open,high,low,close,volume`` (the volume is
+tick volume), recognized by their first line. Generic
 tables match canonical names case-insensitively or through an alias (``date``/``datetime``/
 ``timestamp`` -> time, ``volume`` -> tick_volume, ``vol`` -> real_volume), or a ``mapping``. Every
 failure is a :class:`~mt5lab.errors.BarValidationError` built by the caller's ``fail`` (file, row, rule).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,10 @@ _ALIASES = {"time": ("time", "date", "datetime", "timestamp"), "tick_volume": ("
             **{c: (c,) for c in ("open", "high", "low", "close", "spread")}}
 _REQUIRED = ("time", "open", "high", "low", "close", "tick_volume")
 Fail = Callable[..., BarValidationError]
+MT4_COLUMNS: dict[str, int | tuple[int, ...]] = {"time": (0, 1), "open": 2, "high": 3, "low": 4, "close": 5,
+                                                  "tick_volume": 6}
+"""An MT4 History Center export's columns: date, time, open, high, low, close, tick volume."""
+_MT4_FIRST = (re.compile(r"\d{4}\.\d{2}\.\d{2}"), re.compile(r"\d{1,2}:\d{2}(:\d{2})?"))
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,8 @@ class TextLayout:
     encoding: str  # Python codec
     arrow_encoding: str  # pyarrow.csv ReadOptions encoding
     delimiter: str
-    header: list[str]
+    header: list[str]  # for a headerless MT4 export, the first data row
+    mt4: bool = False  # a headerless MT4 History Center export: every line is data
 
     @property
     def looks_mt5(self) -> bool:
@@ -76,14 +84,18 @@ def sniff_text(path: Path, fail: Fail) -> TextLayout:
     if not line.strip():
         raise fail("missing header", "the first line is blank")
     delimiter = "\t" if "\t" in line else ","
-    return TextLayout(enc, arrow_enc, delimiter, next(csv.reader([line], delimiter=delimiter)))
+    fields = next(csv.reader([line], delimiter=delimiter))
+    mt4 = (len(fields) == len(MT4_COLUMNS) + 1 and bool(_MT4_FIRST[0].fullmatch(fields[0].strip()))
+           and bool(_MT4_FIRST[1].fullmatch(fields[1].strip())))
+    return TextLayout(enc, arrow_enc, delimiter, fields, mt4)
 
 
 def first_bad_row(path: Path, layout: TextLayout) -> tuple[int | None, int]:
     """Error path only: the first data row whose field count differs from the header's."""
     with open(path, encoding=layout.encoding, newline="") as fh:
         rows = csv.reader(fh, delimiter=layout.delimiter)
-        next(rows, None)
+        if not layout.mt4:
+            next(rows, None)
         n = 0
         for fields in rows:
             if fields:

@@ -54,9 +54,12 @@ class IngestResult:
 
 
 def ingest_files(store: OfflineStore, paths: Iterable[str | Path], *, symbol: str | None, timeframe: str,
-                 format: str = "auto", server_tz: str = "UTC", calendar: str = "fx",
+                 format: str = "auto", server_tz: str | None = None, calendar: str = "fx",
                  batch_rows: int = BATCH_ROWS, progress: bool = True) -> IngestResult:
-    """Validate every file (streamed, bounded memory), then write all of them at once, or nothing."""
+    """Validate every file (streamed, bounded memory), then write all of them at once, or nothing.
+
+    ``server_tz``: the broker's server clock (see :mod:`mt5lab.bars.clock`); required for MT5/MT4
+    exports unless ``MT5LAB_SERVER_TZ`` is set."""
     with _workdir("ingest") as work:
         staged = stage(paths, work, symbol=symbol, timeframe=timeframe, format=format, server_tz=server_tz,
                        calendar=calendar, batch_rows=batch_rows, progress=progress)
@@ -65,7 +68,7 @@ def ingest_files(store: OfflineStore, paths: Iterable[str | Path], *, symbol: st
 
 
 def read_files(paths: Iterable[str | Path], *, symbol: str | None, timeframe: str, format: str = "auto",
-               server_tz: str = "UTC", calendar: str = "fx", batch_rows: int = BATCH_ROWS,
+               server_tz: str | None = None, calendar: str = "fx", batch_rows: int = BATCH_ROWS,
                progress: bool = True) -> tuple[pl.DataFrame, list]:
     """Every file read and validated exactly as :func:`ingest_files` does, returned as one canonical
     frame (inputs in order) and one validation report per file. Nothing is written.
@@ -83,15 +86,17 @@ def load_samples(names: Iterable[str] | None = None) -> tuple[pl.DataFrame, list
     names = [n.upper() for n in (names or SAMPLES)]
     with _workdir("samples") as work:
         staged = stage_frames([(f"sample:{n}", load_sample(n)) for n in names], work,
-                              calendars={f"sample:{n}": SAMPLES[n].calendar for n in names})
+                              calendars={f"sample:{n}": SAMPLES[n].calendar for n in names},
+                              server_tz="UTC")  # the samples are published in UTC
         return staged_frame(staged), staged.reports
 
 
 def ingest_frame(store: OfflineStore, bars, timeframe: str | None = None,
-                 source: str = "<frame>", calendar: str = "fx") -> IngestResult:
-    """Validate an in-memory frame and upsert it."""
-    frame = canonical(bars, timeframe)
-    report = validate_bars(frame, source=source, calendar=calendar)
+                 source: str = "<frame>", calendar: str = "fx", server_tz: str | None = None) -> IngestResult:
+    """Validate an in-memory frame and upsert it. Naive or integer times are on the server clock
+    ``server_tz`` (see :func:`mt5lab.bars.schema.canonical`), which also sets the bar grid."""
+    frame = canonical(bars, timeframe, server_tz=server_tz, source=source)
+    report = validate_bars(frame, source=source, calendar=calendar, server_tz=server_tz)
     return write(store, frame, [report])
 
 

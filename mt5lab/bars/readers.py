@@ -6,12 +6,13 @@ failure is a :class:`~mt5lab.errors.BarValidationError` naming the file, the row
 short rule, or a :class:`~mt5lab.errors.ConfigError` for a bad argument; never a raw polars, pyarrow
 or decoding error.
 
-Times: naive broker times are localized with ``server_tz`` (an IANA name, or :data:`NY_CLOSE`) and
-converted to UTC; a local time that DST makes ambiguous or non-existent is an error, never shifted.
-tz-aware input is converted to UTC; a file mixing naive and aware times is an error. D1 and W1 bars are trading-date
-labels: a naive D1/W1 time is kept as that date at midnight UTC, whatever ``server_tz`` is (an MT5
-daily bar stamped 2024.01.02 is the bar of 2 January, not 1 January 22:00 UTC). Integer times
-(MT5's ``copy_rates_*`` arrays) are epoch seconds of the naive server clock.
+Times: see :mod:`mt5lab.bars.clock`, the one conversion every entry point uses. Naive times (every
+timeframe, D1 and W1 included) are the bar's open on the server clock ``server_tz``; an MT5 or MT4
+export has no default clock (pass ``server_tz`` or set ``MT5LAB_SERVER_TZ``), a generic table
+defaults to UTC. tz-aware input is converted to UTC; a file mixing naive and aware times is an error.
+Integer times are epoch values of the server clock, their unit detected from the magnitude (and
+said, as a warning). A DST fold resolves by row order; a DST gap time, or a time outside
+1970..2100, is an error naming its row.
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mt5lab.bars.clock import check_server_tz, localize
-from mt5lab.bars.formats import FORMATS, TextLayout, first_bad_row, resolve_mt5, resolve_table, sniff_text
+from mt5lab.bars.clock import check_range, epoch_unit, from_epoch, note_unit, resolve_server_tz, to_utc
+from mt5lab.bars.formats import (
+    FORMATS,
+    MT4_COLUMNS,
+    TextLayout,
+    first_bad_row,
+    resolve_mt5,
+    resolve_table,
+    sniff_text,
+)
 from mt5lab.catalog import BAR_SCHEMA, check_timeframe
 from mt5lab.errors import BarValidationError, ConfigError, Mt5LabError
 
@@ -44,14 +53,21 @@ _AWARE = r"\d:\d\d(:\d\d(\.\d+)?)?\s*(Z|[+-]\d\d:?\d\d)$"  # a clock time with a
 class _Ctx:
     """What one file's batches share: names, arguments and the naive/aware state of its times."""
 
-    def __init__(self, path: Path, symbol: str | None, timeframe: str, server_tz: str):
-        self.source, self.symbol, self.server_tz = path.name, symbol, check_server_tz(server_tz)
+    def __init__(self, path: Path, symbol: str | None, timeframe: str, server_tz: str | None):
+        self.source, self.symbol, self.given_tz = path.name, symbol, server_tz
+        self.server_tz = resolve_server_tz(server_tz, self.source, required=False)  # checks a given one
         try:
             self.timeframe = check_timeframe(timeframe)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
         self.aware: bool | None = None
         self.offset = 0
+        self.unit: str | None = None  # epoch unit of integer times, from the first value
+        self.seen: set = set()  # DST-fold wall times already given their first instant
+
+    def server_clock(self) -> None:
+        """The file is an MT5/MT4 export: its times are server-clock times, no default zone."""
+        self.server_tz = resolve_server_tz(self.given_tz, self.source, required=True)
 
     def fail(self, rule: str, detail: str = "", row: int | None = None) -> BarValidationError:
         return BarValidationError(self.source, row, rule, detail)
@@ -113,7 +129,7 @@ def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] 
     elif s.dtype == pl.Date:
         out = s.cast(pl.Datetime("us"))
     elif s.dtype.is_integer():
-        out = pl.from_epoch(s, time_unit="s").dt.cast_time_unit("us")
+        out = _epoch(s, ctx, rows)
     else:
         raise ctx.fail("invalid time", f"column has type {s.dtype}", int(rows[0]))
     is_aware = out.dtype.time_zone is not None
@@ -129,18 +145,29 @@ def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] 
     return out
 
 
-def _to_utc(t: pl.Series, ctx: _Ctx, rows: pl.Series, raw: pl.Series) -> pl.Series:
-    """Localize naive times with ``server_tz`` (DST gaps and overlaps are errors), then to UTC."""
-    if t.dtype.time_zone is not None:
-        return t.dt.convert_time_zone("UTC")
-    if ctx.timeframe in ("D1", "W1") or ctx.server_tz == "UTC":
-        return t.dt.replace_time_zone("UTC")
-    utc, bad, kind = localize(t, ctx.server_tz)
+def _epoch(s: pl.Series, ctx: _Ctx, rows: pl.Series) -> pl.Series:
+    """Integer epoch times, in the unit the file's first value's magnitude says; out of range: error."""
+    if ctx.unit is None:
+        first = s.drop_nulls()
+        if first.is_empty():
+            raise ctx.fail("invalid time", "no time value", int(rows[0]))
+        ctx.unit = epoch_unit(int(first[0]))
+        note_unit(ctx.source, ctx.unit)
+    out = from_epoch(s, ctx.unit)
+    bad = _first(out.is_null() & s.is_not_null())
     if bad is not None:
-        why = "skipped when clocks go forward" if kind == "non-existent" else "occurs twice (DST ends)"
-        raise ctx.fail(f"{kind} local time in server_tz", f"{raw[bad]!r} {why} in {ctx.server_tz}",
-                       int(rows[bad]))
-    return utc
+        raise ctx.fail("time out of range", f"{s[bad]!r} read as epoch {ctx.unit} is outside "
+                       f"1970-01-01..2100-01-01 UTC", int(rows[bad]))
+    return out
+
+
+def _to_utc(t: pl.Series, ctx: _Ctx, rows: pl.Series, raw: pl.Series) -> pl.Series:
+    """Naive server-clock times to UTC through :func:`mt5lab.bars.clock.to_utc`; aware ones converted."""
+    if t.dtype.time_zone is not None:
+        utc = t.dt.convert_time_zone("UTC")
+        check_range(utc, ctx.fail, rows, raw)
+        return utc
+    return to_utc(t, ctx.server_tz, ctx.fail, rows, raw, ctx.seen)
 
 
 def _canonical(raw: pl.DataFrame, cols: dict[str, str | tuple[str, ...]], ctx: _Ctx,
@@ -191,7 +218,7 @@ def _csv_batches(path: Path, layout: TextLayout, ctx: _Ctx, batch_rows: int) -> 
 
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(skip_rows=1, column_names=names, encoding=layout.arrow_encoding,
+        read_options=pacsv.ReadOptions(skip_rows=0 if layout.mt4 else 1, column_names=names, encoding=layout.arrow_encoding,
                                        block_size=_BLOCK),
         parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in names}),
@@ -217,13 +244,15 @@ def _csv_batches(path: Path, layout: TextLayout, ctx: _Ctx, batch_rows: int) -> 
 
 
 def iter_bars(path: PathLike, *, symbol: str | None = None, timeframe: str, format: str = "auto",
-              server_tz: str = "UTC", mapping: dict[str, str] | None = None,
+              server_tz: str | None = None, mapping: dict[str, str] | None = None,
               batch_rows: int = 500_000) -> Iterator[pl.DataFrame]:
     """Yield canonical bars (plus ``source_row``) from ``path`` in batches of ``batch_rows`` rows.
 
     Memory stays bounded by the batch size, so multi-GB exports stream. ``format`` is ``auto``
-    (Parquet by suffix, MT5 export by its ``<DATE>`` header, else CSV), ``mt5``, ``csv`` or
-    ``parquet``. See :func:`read_table` for ``mapping``.
+    (Parquet by suffix, MT5 export by its ``<DATE>`` header, MT4 History Center export by its
+    headerless ``2019.02.15,14:00,o,h,l,c,v`` rows, else CSV), ``mt5``, ``csv`` or ``parquet``. See
+    :func:`read_table` for ``mapping``. ``server_tz``: see :mod:`mt5lab.bars.clock` (required, or
+    ``MT5LAB_SERVER_TZ``, for MT5/MT4 exports; UTC by default for generic tables).
     """
     path = Path(path)
     if format not in FORMATS:
@@ -251,7 +280,7 @@ def _stream(path: Path, ctx: _Ctx, format: str, mapping: dict[str, str] | None,
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         rule = "invalid encoding" if "utf" in msg.lower() or isinstance(exc, UnicodeError) else "unreadable file"
         raise ctx.fail(rule, msg) from exc
-    except (OSError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
+    except (OSError, OverflowError, pa.ArrowException, pl.exceptions.PolarsError) as exc:
         raise ctx.fail("unreadable file", str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
     if ctx.offset == 0:
         raise ctx.fail("no data rows", "the file has a header but no bars")
@@ -261,10 +290,12 @@ def _text(path: Path, ctx: _Ctx, format: str, mapping: dict[str, str] | None,
           batch_rows: int) -> Iterator[pl.DataFrame]:
     layout = sniff_text(path, ctx.fail)
     mt5 = format == "mt5" or (format == "auto" and layout.looks_mt5)
-    if mt5:
+    if mt5 or layout.mt4:
+        what = "an MT4 History Center export" if layout.mt4 else "an MT5 export"
         if ctx.symbol is None:
-            raise ConfigError(f"{ctx.source}: an MT5 export has no symbol column; pass symbol=...")
-        cols = resolve_mt5(layout, ctx.timeframe, ctx.fail)
+            raise ConfigError(f"{ctx.source}: {what} has no symbol column; pass symbol=...")
+        ctx.server_clock()
+        cols = MT4_COLUMNS if layout.mt4 else resolve_mt5(layout, ctx.timeframe, ctx.fail)
         fmts = ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M") if isinstance(cols["time"], tuple) else ("%Y.%m.%d",)
     else:
         cols, fmts = resolve_table(layout.header, mapping, ctx.symbol, ctx.fail, layout.delimiter_hint), ()
@@ -288,22 +319,24 @@ def _parquet(path: Path, ctx: _Ctx, mapping: dict[str, str] | None,
 
 
 def read_bars(path: PathLike, *, symbol: str | None = None, timeframe: str, format: str = "auto",
-              server_tz: str = "UTC", mapping: dict[str, str] | None = None) -> pl.DataFrame:
+              server_tz: str | None = None, mapping: dict[str, str] | None = None) -> pl.DataFrame:
     """Read a whole bar file into one canonical frame (with ``source_row``); see :func:`iter_bars`."""
     return pl.concat(list(iter_bars(path, symbol=symbol, timeframe=timeframe, format=format,
                                     server_tz=server_tz, mapping=mapping)), rechunk=True)
 
 
-def read_mt5_export(path: PathLike, *, symbol: str, timeframe: str, server_tz: str = "UTC") -> pl.DataFrame:
+def read_mt5_export(path: PathLike, *, symbol: str, timeframe: str, server_tz: str | None = None) -> pl.DataFrame:
     """Read a MetaTrader 5 terminal history export (``<DATE> <TIME> <OPEN> ...``, tab-separated).
 
     UTF-8, UTF-8 with BOM and UTF-16 (BOM) with LF or CRLF. D1/W1 files have no ``<TIME>`` column.
     ``<TICKVOL>`` is ``tick_volume``, ``<VOL>`` is ``real_volume``, ``<SPREAD>`` is ``spread``.
+    ``server_tz`` is the broker's server clock (required, or ``MT5LAB_SERVER_TZ``); see
+    :mod:`mt5lab.bars.clock`.
     """
     return read_bars(path, symbol=symbol, timeframe=timeframe, format="mt5", server_tz=server_tz)
 
 
-def read_table(path: PathLike, *, symbol: str | None = None, timeframe: str, server_tz: str = "UTC",
+def read_table(path: PathLike, *, symbol: str | None = None, timeframe: str, server_tz: str | None = None,
                mapping: dict[str, str] | None = None) -> pl.DataFrame:
     """Read a generic CSV or Parquet bar table (chosen by suffix).
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import polars as pl
 
+from mt5lab.bars.clock import epoch_unit, from_epoch, note_unit, resolve_server_tz, to_utc
 from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA, check_timeframe
+from mt5lab.errors import BarValidationError
 
 
 def to_polars(frame) -> pl.DataFrame:
@@ -22,11 +24,16 @@ def to_polars(frame) -> pl.DataFrame:
     raise TypeError(f"expected a polars or pandas DataFrame, got {type(frame).__name__}")
 
 
-def canonical(frame, timeframe: str | None = None) -> pl.DataFrame:
-    """Return ``frame`` in the canonical bar schema (column order and dtypes).
+def canonical(frame, timeframe: str | None = None, *, server_tz: str | None = None,
+              source: str = "<frame>") -> pl.DataFrame:
+    """Return ``frame`` in the canonical bar schema (column order and dtypes, ``time`` in UTC).
 
-    ``time`` must already be timezone-aware; naive times are refused here because guessing a zone
-    is how broker-time bars end up shifted by two hours. Readers convert with a stated ``server_tz``.
+    ``time`` may be tz-aware (converted to UTC), or naive datetimes or integer epoch values on the
+    broker's server clock (MT5's ``copy_rates_*`` arrays: int seconds): those are converted by
+    :mod:`mt5lab.bars.clock` with ``server_tz``, which is then required (or ``MT5LAB_SERVER_TZ``);
+    guessing a zone is how broker-time bars end up shifted by two hours. Raises
+    :class:`~mt5lab.errors.BarValidationError` (DST-gap or out-of-range time, naming the row) or
+    :class:`~mt5lab.errors.ConfigError` (no server clock for naive times).
     """
     df = to_polars(frame)
     if "timeframe" not in df.columns:
@@ -40,12 +47,36 @@ def canonical(frame, timeframe: str | None = None) -> pl.DataFrame:
     missing = [c for c in BAR_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"bars lack required columns: {', '.join(missing)}")
-    tdt = df.schema["time"]
-    if not isinstance(tdt, pl.Datetime) or tdt.time_zone is None:
-        raise ValueError("bar 'time' must be a timezone-aware datetime (convert with server_tz)")
+    df = df.with_columns(server_time(df["time"], server_tz, source))
     return df.select(
         [pl.col(c).cast(t, strict=True) if c != "time" else
          pl.col("time").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
          for c, t in BAR_SCHEMA.items()]
     )
 
+
+def server_time(t: pl.Series, server_tz: str | None, source: str) -> pl.Series:
+    """A frame's ``time`` column to tz-aware UTC (see :func:`canonical`)."""
+    tdt = t.dtype
+    if isinstance(tdt, pl.Datetime) and tdt.time_zone is not None:
+        return t
+    if not (isinstance(tdt, pl.Datetime) or tdt.is_integer()):
+        raise ValueError(f"bar 'time' must be a datetime or epoch integers, got {tdt}")
+    tz = resolve_server_tz(server_tz, source, required=True)
+    rows = pl.int_range(1, t.len() + 1, dtype=pl.Int64, eager=True)
+
+    def fail(rule: str, detail: str = "", row: int | None = None) -> BarValidationError:
+        return BarValidationError(source, row, rule, detail)
+
+    if not tdt.is_integer():
+        naive = t.dt.cast_time_unit("us")
+    else:
+        first = t.drop_nulls()
+        unit = epoch_unit(int(first[0])) if first.len() else "s"
+        note_unit(source, unit)
+        naive = from_epoch(t, unit)
+        bad = (naive.is_null() & t.is_not_null()).arg_true()
+        if bad.len():
+            i = int(bad[0])
+            raise fail("time out of range", f"{t[i]!r} read as epoch {unit} is outside 1970..2100", i + 1)
+    return to_utc(naive, tz, fail, rows, t).alias("time")

@@ -83,7 +83,7 @@ def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, s
                             batch_rows=batch_rows)
         for batch in bar(batches, f"validate {Path(path).name}", "batch", progress):
             frame = batch if carry is None else pl.concat([carry, batch])
-            rep = validate_bars(frame, source=str(path), calendar=calendar)
+            rep = validate_bars(frame, source=str(path), calendar=calendar, server_tz=server_tz)
             if carry is not None:  # rows of the carry were reported with their own batch
                 rep.suspicious = rep.suspicious.filter(~pl.col("source_row").is_in(carry["source_row"].implode()))
             rep.rows = batch.height
@@ -107,9 +107,10 @@ def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, s
     staged.add(out, str(path), in_order, rng, _merge_reports(parts, rows), rows)
 
 
-def _stage_frame(frame: pl.DataFrame, source: str, out: Path, staged: Staged, *, calendar: str) -> None:
+def _stage_frame(frame: pl.DataFrame, source: str, out: Path, staged: Staged, *, calendar: str,
+                 server_tz: str | None) -> None:
     """One in-memory input (already canonical): validated whole, staged like a file."""
-    rep = validate_bars(frame, source=source, calendar=calendar)
+    rep = validate_bars(frame, source=source, calendar=calendar, server_tz=server_tz)
     frame.with_columns(source_row=pl.int_range(1, frame.height + 1, dtype=pl.Int64)).write_parquet(
         out, compression="lz4")
     in_order = frame.select("symbol", "time").select(_ascending()).item()  # True for 0 or 1 rows
@@ -117,14 +118,15 @@ def _stage_frame(frame: pl.DataFrame, source: str, out: Path, staged: Staged, *,
 
 
 def stage_frames(frames: Iterable[tuple[str, pl.DataFrame]], workdir: Path, *,
-                 calendars: dict[str, str] | None = None) -> Staged:
+                 calendars: dict[str, str] | None = None, server_tz: str | None = None) -> Staged:
     """Phase 1 for in-memory inputs ``(source, canonical frame)``: validate, stage, check across inputs.
 
-    ``calendars`` maps a source to its market calendar (default fx)."""
+    ``calendars`` maps a source to its market calendar (default fx); ``server_tz`` is the clock whose
+    grid the bars are on (see :func:`mt5lab.bars.validate.validate_bars`)."""
     staged = Staged(Path(workdir))
     for i, (source, frame) in enumerate(frames):
         _stage_frame(frame, source, staged.dir / f"input-{i}.parquet", staged,
-                     calendar=(calendars or {}).get(source, "fx"))
+                     calendar=(calendars or {}).get(source, "fx"), server_tz=server_tz)
     _check_across(staged)
     return staged
 
@@ -159,7 +161,7 @@ def staged_tf(staged: Staged) -> str:
 
 
 def stage(paths: Iterable[str | Path], workdir: Path, *, symbol: str | None, timeframe: str,
-          format: str = "auto", server_tz: str = "UTC", calendar: str = "fx",
+          format: str = "auto", server_tz: str | None = None, calendar: str = "fx",
           batch_rows: int = BATCH_ROWS, progress: bool = True) -> Staged:
     """Phase 1: read and validate every file in batches into ``workdir``; raise on the first bad row."""
     staged = Staged(Path(workdir))

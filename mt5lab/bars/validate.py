@@ -6,9 +6,12 @@ in row order (on one row, the first rule in :data:`RULES` order), naming the sou
 column, a naive ``time``) are reported without a row. All rules are polars expressions evaluated in
 one pass, so a million rows validate in well under a second.
 
-Alignment: M1..H4 bars open on a multiple of their duration since the epoch (UTC); D1 bars at
-midnight UTC; W1 bars at midnight UTC on a Sunday (MT5's convention) or a Monday (most equity
-sources); both are accepted.
+Alignment, on the server clock ``server_tz`` (the grid of every timeframe is anchored at the
+server's midnight, see :mod:`mt5lab.bars.clock`): M1..H4 bars open on a multiple of their duration
+since a server midnight; D1 bars at a server midnight; W1 bars at a server midnight on a Sunday (MT5's
+convention) or a Monday (most equity sources); both are accepted. With ``server_tz="UTC"`` the grid is
+the UTC one. After the rules, :mod:`mt5lab.bars.clock_check` refuses bars with real activity while
+the symbol's market is closed: the sign of a wrong ``server_tz``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from mt5lab.bars.calendars import check_calendar, find_gaps
+from mt5lab.bars.clock import resolve_server_tz, to_server
+from mt5lab.bars.clock_check import check_clock
 from mt5lab.bars.schema import to_polars
 from mt5lab.catalog import BAR_COLUMNS, TIMEFRAMES
 from mt5lab.errors import BarValidationError
@@ -110,7 +115,7 @@ class _Layout:
         return [(grouped["symbol"][i], grouped["timeframe"][i], grouped["time"][i]) for i in range(grouped.height)]
 
 
-def _rule_exprs(df: pl.DataFrame, layout: _Layout) -> list[pl.Expr | None]:
+def _rule_exprs(df: pl.DataFrame, layout: _Layout, server_tz: str) -> list[pl.Expr | None]:
     """One boolean 'violated' expression per rule, in :data:`RULES` order (None: cannot fail).
 
     Symbol and timeframe rules are decided on the distinct values, so they cost one ``unique``.
@@ -120,9 +125,10 @@ def _rule_exprs(df: pl.DataFrame, layout: _Layout) -> list[pl.Expr | None]:
     bad_symbols = symbols.to_frame().filter(~_symbol_ok(sym)).to_series()
     known = tfs.drop_nulls().filter(tfs.drop_nulls().is_in(list(TIMEFRAMES)))
     first_tf = df["timeframe"].drop_nulls().first()
-    us = t.dt.epoch("us")
+    wall = to_server(t, server_tz)  # the grid is anchored at the server's midnight
+    us = wall.dt.epoch("us")
     day = 86_400_000_000
-    on_week_start = (us % day == 0) & t.dt.weekday().is_in([1, 7])
+    on_week_start = (us % day == 0) & wall.dt.weekday().is_in([1, 7])
     if tfs.len() == 1 and known.len() == 1:
         step = TIMEFRAMES[known[0]] // timedelta(microseconds=1)
         aligned = on_week_start if known[0] == "W1" else us % step == 0
@@ -166,10 +172,10 @@ def _check_schema(df: pl.DataFrame, source: str) -> None:
         raise BarValidationError(source, None, "time not tz-aware", "naive times; convert with server_tz")
 
 
-def _first_violation(df: pl.DataFrame, source: str, layout: _Layout) -> None:
+def _first_violation(df: pl.DataFrame, source: str, layout: _Layout, server_tz: str) -> None:
     if df.is_empty():
         return
-    exprs = [(k, e.fill_null(False)) for k, e in enumerate(_rule_exprs(df, layout)) if e is not None]
+    exprs = [(k, e.fill_null(False)) for k, e in enumerate(_rule_exprs(df, layout, server_tz)) if e is not None]
     firsts = df.with_columns(_prev=layout.window(pl.col("time").shift(1))).select(
         pl.when(e.any()).then(e.arg_max()).alias(str(k)) for k, e in exprs
     ).row(0)
@@ -181,7 +187,10 @@ def _first_violation(df: pl.DataFrame, source: str, layout: _Layout) -> None:
     row = int(given) if given is not None else pos + 1
     values = df.row(pos, named=True)
     shown = {c: values[c] for c in ("symbol", "timeframe", "time", *PRICES) if c in values}
-    raise BarValidationError(source, row, RULES[k], ", ".join(f"{c}={_shown(v)}" for c, v in shown.items()))
+    detail = ", ".join(f"{c}={_shown(v)}" for c, v in shown.items())
+    if RULES[k] == "time not aligned":
+        detail += f" (grid anchored at {server_tz} midnight; is server_tz right?)"
+    raise BarValidationError(source, row, RULES[k], detail)
 
 
 def _shown(v) -> str:
@@ -215,9 +224,16 @@ def _suspicious(df: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
     )
 
 
-def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str = "fx") -> ValidationReport:
-    """Check ``bars`` (canonical schema, optional ``source_row``) and report extent, gaps, oddities."""
+def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str = "fx",
+                  server_tz: str | None = None) -> ValidationReport:
+    """Check ``bars`` (canonical schema, optional ``source_row``) and report extent, gaps, oddities.
+
+    ``server_tz``: the broker's server clock the bars were stamped on (default ``MT5LAB_SERVER_TZ``,
+    else UTC): alignment and the calendar's expected bars use its grid, and bars active while the
+    market is closed are refused (a wrong clock). Raises BarValidationError (source, row, rule).
+    """
     cal = check_calendar(calendar)
+    tz = resolve_server_tz(server_tz, source, required=False)
     bars = to_polars(bars)
     _check_schema(bars, source)
     if bars.schema["time"].time_zone != "UTC":  # weekdays and days are UTC ones
@@ -226,9 +242,10 @@ def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str 
         return ValidationReport(0, (), None, None, pl.DataFrame(schema=_GAP_SCHEMA),
                                 pl.DataFrame(schema=_SUSPICIOUS_SCHEMA))
     layout, work = _Layout.of(bars)
-    _first_violation(work, source, layout)
+    _first_violation(work, source, layout, tz)
+    check_clock(work, source, cal, tz)
     gaps = [
-        find_gaps(times, tf, cal)
+        find_gaps(times, tf, cal, tz)
         .select(pl.lit(sym, pl.String).alias("symbol"), pl.lit(tf, pl.String).alias("timeframe"), pl.all())
         for sym, tf, times in layout.series(bars)
     ]

@@ -64,12 +64,14 @@ def _check_closed(frame: pl.DataFrame, tf: str, now: datetime, source: str) -> N
 
 def update(new_bars, *, profile=None, timeframe: str | None = None, source: str = "<frame>",
            calendar: str | None = None, now: datetime | None = None, online: bool = True,
-           store=None) -> UpdateResult:
+           store=None, server_tz: str | None = None) -> UpdateResult:
     """Ingest ``new_bars`` incrementally: validate, compute their features from the stored history,
     write bars and features offline and each symbol's newest row online, under one lock.
 
     Args:
-        new_bars: polars or pandas frame of canonical bars (one timeframe).
+        new_bars: polars or pandas frame of canonical bars (one timeframe). ``time`` tz-aware, or
+            naive / integer epoch times on the broker's server clock (MT5's ``copy_rates_*``
+            frames: int seconds), converted with ``server_tz``.
         profile: profile name or :class:`~mt5lab.config.Profile` (default: ``MT5LAB_PROFILE``).
         timeframe: the bars' timeframe when the frame has no ``timeframe`` column.
         source: name used in validation errors.
@@ -77,14 +79,17 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
         now: refuse bars closing after this instant (default: the wall clock).
         online: also write the newest rows to the online store (needs ``mt5lab apply`` once).
         store: an open offline store (default: the profile's).
+        server_tz: the broker's server clock (``"NY+7"``, an IANA zone, ``"Etc/GMT-2"``; default
+            ``MT5LAB_SERVER_TZ``): converts naive/int times and sets the bar grid (see
+            :mod:`mt5lab.bars.clock`). Required for naive/int times.
     """
     prof = resolve(profile)
     store = store or open_store(prof)
-    frame = canonical(new_bars, timeframe)
+    frame = canonical(new_bars, timeframe, server_tz=server_tz, source=source)
     tfs = frame["timeframe"].unique().to_list()
     tf = tfs[0] if len(tfs) == 1 else (timeframe or "D1").upper()
     cal = calendar or calendar_for(frame["symbol"].unique().to_list())
-    report = validate_bars(frame, source=source, calendar=cal)  # raises on mixed timeframes too
+    report = validate_bars(frame, source=source, calendar=cal, server_tz=server_tz)  # and mixed timeframes
     if frame.height == 0:
         return UpdateResult(tf, 0, WriteResult(0, 0, 0), WriteResult(0, 0, 0), report=report)
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):

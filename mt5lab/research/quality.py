@@ -61,7 +61,7 @@ class Inspection:
 
 
 def read_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1", format: str = "auto",
-                server_tz: str = "UTC") -> tuple[pl.DataFrame, str]:
+                server_tz: str | None = None) -> tuple[pl.DataFrame, str]:
     """Bars of a bundled sample (``path == ""``, ``symbol`` names it) or of a file, and a source name."""
     if not path:
         from mt5lab.bars.samples import SAMPLES, load_sample
@@ -85,7 +85,7 @@ def default_calendar(path: str, symbol: str, calendar: str = "") -> str:
 
 
 def inspect_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1", format: str = "auto",
-                   server_tz: str = "UTC", calendar: str = "") -> Inspection:
+                   server_tz: str | None = None, calendar: str = "") -> Inspection:
     """Read and validate one source; a rule violation is returned as a rejected row, not raised.
 
     The validator reports the *first* violation (in row order); the rejected table holds that row.
@@ -101,7 +101,8 @@ def inspect_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1
         empty = pl.DataFrame(schema={"source_row": pl.Int64, "time": pl.Datetime("us", "UTC")})
         return Inspection(str(path), cal, empty, None, _rejection(exc, empty))
     try:
-        report = validate_bars(bars, source=source, calendar=cal)
+        report = validate_bars(bars, source=source, calendar=cal,
+                               server_tz="UTC" if source.startswith("sample:") else server_tz)
     except BarValidationError as exc:
         return Inspection(source, cal, bars, None, _rejection(exc, bars))
     return Inspection(source, cal, bars, report)

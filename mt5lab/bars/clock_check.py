@@ -1,0 +1,95 @@
+"""A wrong server clock must not pass silently: bars that traded while their market was closed.
+
+Read with the wrong ``server_tz``, a week of FX bars shifts by the clock's offset, and the last
+hours of Friday land in the weekend closure (Friday 17:00 to Sunday 17:00 New York). mt5lab itself
+cannot know the broker's clock, but the market calendar can: a bar with real activity (high > low)
+stamped so that it overlaps a closure (its open or its close inside it) means the clock is wrong. Then :func:`check_clock` looks for
+the server clock that puts every active bar inside market hours (:data:`NY_CLOSE` first, then fixed
+offsets UTC-12..UTC+14) and refuses the input with one line that names it. If no single clock
+explains the bars, it warns loudly instead (:class:`~mt5lab.errors.Mt5LabWarning`): a rule that is
+unsure does not refuse data.
+
+Scope: intraday bars (M1..H4) of the ``fx`` calendar (weekend closure, New York time) and of the
+exchange calendars (Saturday in the exchange's own time zone; Sunday evening sessions of index CFDs
+are not a closure). Frozen bars (high == low), which brokers emit while a market is shut, are not
+activity. Holidays are not used: many brokers trade through them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import timedelta
+
+import polars as pl
+
+from mt5lab.bars.clock import NY_CLOSE, from_server, to_server
+from mt5lab.catalog import TIMEFRAMES
+from mt5lab.errors import BarValidationError, Mt5LabWarning
+
+CANDIDATES: tuple[str, ...] = (NY_CLOSE, "UTC", *(f"Etc/GMT{-k:+d}" for k in range(-12, 15) if k))
+"""Server clocks tried, in order of preference, when bars trade while the market is closed."""
+EXCHANGE_ZONES = {"equity": "America/New_York", "uk_index": "Europe/London", "eu_index": "Europe/Berlin"}
+"""Where an exchange calendar's Saturday is (only Saturday is certain to be closed for its CFDs)."""
+
+
+def closed_expr(t: pl.Expr, calendar: str) -> pl.Expr | None:
+    """True where ``calendar``'s market is surely closed at instant ``t`` (None: never surely)."""
+    if calendar == "fx":  # Friday 17:00 .. Sunday 17:00 New York = Saturday/Sunday on New York + 7 h
+        return (t.dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
+                + timedelta(hours=7)).dt.weekday() >= 6
+    if calendar in EXCHANGE_ZONES:
+        return t.dt.convert_time_zone(EXCHANGE_ZONES[calendar]).dt.weekday() == 6
+    return None
+
+
+def _label(tz: str) -> str:
+    if tz == NY_CLOSE:
+        return f"{NY_CLOSE} (UTC+2, UTC+3 in US summer)"
+    if tz.startswith("Etc/GMT"):
+        return f"UTC{-int(tz[7:]):+d} ({tz})"
+    return tz
+
+
+def _in_closure(t: pl.Expr, step: timedelta, calendar: str) -> pl.Expr:
+    """A bar ``[t, t + step)`` overlaps a closure at its open or its last instant (bars are shorter
+    than any closure, so nothing closed lies strictly inside)."""
+    return closed_expr(t, calendar) | closed_expr(t + step - timedelta(microseconds=1), calendar)
+
+
+def _fits(wall: pl.Series, tz: str, step: timedelta, calendar: str) -> bool:
+    utc = from_server(wall, tz)
+    closed = utc.to_frame("t").select(_in_closure(pl.col("t"), step, calendar).fill_null(True)).to_series()
+    return not closed.any()
+
+
+def check_clock(bars: pl.DataFrame, source: str, calendar: str, server_tz: str) -> None:
+    """Refuse (or warn about) bars with activity while the market of ``calendar`` is closed.
+
+    ``bars``: valid canonical bars of one timeframe (optional ``source_row``), times UTC, read with
+    ``server_tz``. Raises BarValidationError ``bar while market closed`` naming the first such row
+    and the server clock that explains every bar.
+    """
+    step = TIMEFRAMES.get(bars["timeframe"][0], timedelta(days=1)) if bars.height else timedelta(days=1)
+    if step >= timedelta(days=1) or closed_expr(pl.col("time"), calendar) is None:
+        return
+    row = pl.col("source_row") if "source_row" in bars.columns else pl.int_range(1, pl.len() + 1)
+    active = bars.select(pl.col("time"), row.alias("_row"), (pl.col("high") > pl.col("low")).alias("_a"),
+                         _in_closure(pl.col("time"), step, calendar).alias("_c")).filter(pl.col("_a"))
+    bad = active.filter(pl.col("_c"))
+    if bad.is_empty():
+        return
+    first, n = bad.row(0, named=True), bad.height
+    when = first["time"]
+    what = (f"{n} bar{'s' if n > 1 else ''} with trading activity while the {calendar} market is closed "
+            f"(first: {when:%A %Y-%m-%d %H:%M} UTC, read with server_tz={server_tz})")
+    wall = to_server(active["time"], server_tz)
+    bad_wall = to_server(bad["time"], server_tz)
+    some = bad_wall.gather_every(max(1, bad_wall.len() // 64))
+    fit = next((tz for tz in CANDIDATES if tz != server_tz and _fits(some, tz, step, calendar)
+                and _fits(wall, tz, step, calendar)), None)  # a sample of the offending bars first: cheap
+    if fit is None:
+        warnings.warn(f"{source}: row {first['_row']}: {what}; no single server clock explains them: "
+                      f"check the data and server_tz", Mt5LabWarning, stacklevel=3)
+        return
+    raise BarValidationError(source, int(first["_row"]), "bar while market closed",
+                             f"{what}: is the server clock {_label(fit)}? read with --server-tz {fit}")

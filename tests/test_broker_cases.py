@@ -1,0 +1,225 @@
+"""The real broker inputs of ``../shared/cases/broker/`` (see its README), each with its right result.
+
+Expected values are written out by hand from the files and the broker clocks (NY+7 is UTC+2 until
+the US DST change on 10 March 2024, UTC+3 after; New York is UTC-5, then UTC-4), never computed by
+the code under test. The frozen-quotes case is in ``test_domains.py``, the Easter ttl case in
+``test_holidays.py``, ``mt5lab online`` in the CLI tests.
+"""
+
+from __future__ import annotations
+
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pytest
+
+from mt5lab.bars.calendars import expected_bar_opens
+from mt5lab.bars.ingest import ingest_files
+from mt5lab.bars.readers import read_bars
+from mt5lab.bars.validate import validate_bars
+from mt5lab.errors import BarValidationError, ConfigError, Mt5LabWarning
+from mt5lab.features.build import build
+from mt5lab.storage.local import LocalStore
+from mt5lab.training.assemble import training_set
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "broker"
+H1 = CASES / "EURUSD_H1_real_mt5.csv"
+H4 = CASES / "EURUSD_H4_from_real_mt5.csv"
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_desk_clock(monkeypatch):
+    monkeypatch.delenv("MT5LAB_SERVER_TZ", raising=False)
+
+
+def test_the_cases_are_here():
+    assert len(list(CASES.glob("*.csv"))) + len(list(CASES.glob("*.parquet"))) == 9
+
+
+# --- the server clock ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", [H1, CASES / "EURUSD_H1_real_mt5_utf16.csv"])
+def test_real_mt5_h1_on_ny_plus_7(path):
+    bars = read_bars(path, symbol="EURUSD", timeframe="H1", server_tz="NY+7")
+    assert bars.height == 264
+    assert bars["time"][0] == utc(2024, 2, 29, 22)  # server 2024.03.01 00:00, UTC+2
+    # Friday 8 March 23:00 server (UTC+2) and Monday 11 March 00:00 server (UTC+3, after US DST)
+    i = bars["time"].to_list().index(utc(2024, 3, 8, 21))
+    assert bars["time"][i + 1] == utc(2024, 3, 10, 21)
+    assert bars["time"][-1] == utc(2024, 3, 15, 20)  # Friday 15 March 23:00 server
+    report = validate_bars(bars, server_tz="NY+7", calendar="fx")
+    assert report.gaps.height == 0
+
+
+def test_real_mt5_h1_read_as_utc_is_refused_naming_the_clock():
+    bars = read_bars(H1, symbol="EURUSD", timeframe="H1", server_tz="UTC")
+    with pytest.raises(BarValidationError) as info:
+        validate_bars(bars, source=H1.name, server_tz="UTC")
+    err = info.value
+    # row 23 is Friday 1 March 22:00 server, read as 22:00 UTC: after the FX close (22:00 UTC in winter)
+    assert (err.rule, err.row) == ("bar while market closed", 23)
+    assert "is the server clock NY+7" in str(err) and "\n" not in str(err)
+
+
+def test_fixed_plus_2_is_an_hour_off_after_the_us_change_and_says_so():
+    bars = read_bars(H1, symbol="EURUSD", timeframe="H1", server_tz="Etc/GMT-2")
+    with pytest.raises(BarValidationError, match="is the server clock NY\\+7") as info:
+        validate_bars(bars, server_tz="Etc/GMT-2")
+    assert info.value.row == 264  # Friday 15 March 23:00 server = 21:00 UTC under UTC+2: FX closed
+
+
+def test_h4_grid_is_anchored_at_the_server_midnight():
+    bars = read_bars(H4, symbol="EURUSD", timeframe="H4", server_tz="NY+7")
+    assert bars.height == 66
+    assert bars["time"][0] == utc(2024, 2, 29, 22)
+    assert bars["time"][1] == utc(2024, 3, 1, 2)
+    after = bars.filter(pl.col("time") >= utc(2024, 3, 10))["time"]
+    assert after[0] == utc(2024, 3, 10, 21)  # Monday 11 March 00:00 server, UTC+3
+    report = validate_bars(bars, server_tz="NY+7", calendar="fx")
+    assert report.gaps.height == 0  # no false gaps across the weekend or the DST change
+    want = expected_bar_opens(utc(2024, 2, 29, 22), utc(2024, 3, 15, 17), "H4", "fx", "NY+7")
+    assert want.to_list() == bars["time"].to_list()
+    # on the UTC grid, the same bars are refused with a message that names the grid
+    with pytest.raises(BarValidationError, match="time not aligned.*grid anchored at UTC midnight"):
+        validate_bars(bars, server_tz="UTC")
+
+
+def test_h4_read_as_utc_is_refused():
+    bars = read_bars(H4, symbol="EURUSD", timeframe="H4", server_tz="UTC")
+    with pytest.raises(BarValidationError, match="bar while market closed.*NY\\+7"):
+        validate_bars(bars, server_tz="UTC")
+
+
+def test_d1_of_a_new_york_server_opens_at_new_york_midnight():
+    path = CASES / "EURUSD_D1_newyork_server.csv"
+    bars = read_bars(path, symbol="EURUSD", timeframe="D1", server_tz="America/New_York")
+    times = bars["time"].to_list()
+    assert times[0] == utc(2024, 2, 29, 5)  # the bar dated 29 Feb: 00:00 New York (EST)
+    assert utc(2024, 3, 11, 4) in times  # after the US DST change: 00:00 EDT
+    assert validate_bars(bars, server_tz="America/New_York", calendar="fx").gaps.height == 0
+
+
+def test_d1_server_tz_is_never_ignored():
+    path = CASES / "EURUSD_D1_newyork_server.csv"
+    ny = read_bars(path, symbol="EURUSD", timeframe="D1", server_tz="America/New_York")
+    ny7 = read_bars(path, symbol="EURUSD", timeframe="D1", server_tz="NY+7")
+    assert (ny["time"][0], ny7["time"][0]) == (utc(2024, 2, 29, 5), utc(2024, 2, 28, 22))
+
+
+def test_d1_west_of_utc_no_decision_sees_a_bar_before_its_close(tmp_path):
+    store = LocalStore(tmp_path / "data")
+    ingest_files(store, [CASES / "EURUSD_D1_newyork_server.csv"], symbol="EURUSD", timeframe="D1",
+                 server_tz="America/New_York", progress=False)
+    build(store, ["D1"], progress=False)
+    bars = read_bars(CASES / "EURUSD_D1_newyork_server.csv", symbol="EURUSD", timeframe="D1",
+                     server_tz="America/New_York")
+    close_of = dict(zip(bars["time"].to_list(), bars["close"].to_list(), strict=True))
+    ent = pd.DataFrame({"symbol": "EURUSD", "event_timestamp": pd.to_datetime(
+        ["2024-03-06 01:00:00", "2024-03-06 05:00:00", "2024-03-06 04:59:59"], utc=True)})
+    got = training_set(ent, ["ohlcv_features:close"], timeframe="D1", store=store, progress=False)
+    # 01:00 UTC on 6 March: the bar of 5 March closes at 00:00 New York = 05:00 UTC, 4 h later;
+    # the latest closed bar is 4 March (opened 05:00 UTC on 4 March, closed 05:00 UTC on 5 March)
+    assert got["close"].tolist() == [close_of[utc(2024, 3, 4, 5)], close_of[utc(2024, 3, 5, 5)],
+                                     close_of[utc(2024, 3, 4, 5)]]
+
+
+# --- copy_rates frames and epoch integers --------------------------------------------------------
+
+def test_copy_rates_int_seconds_convert_like_the_cli(tmp_path, monkeypatch):
+    from mt5lab.online.update import update
+
+    frame = pl.read_parquet(CASES / "EURUSD_H1_rates_int_s.parquet").with_columns(symbol=pl.lit("EURUSD"))
+    store = LocalStore(tmp_path / "data")
+    with pytest.raises(ConfigError, match="server clock: pass server_tz="):
+        update(frame, timeframe="H1", store=store, online=False, now=utc(2024, 6, 1))
+    with pytest.warns(Mt5LabWarning, match="epoch seconds"):
+        res = update(frame, timeframe="H1", store=store, online=False, now=utc(2024, 6, 1), server_tz="NY+7")
+    assert res.bars.inserted == 48
+    stored = store.read_bars("H1", ["EURUSD"])
+    # the README says "first bar 2024-03-14 21:00 UTC" for "the 15 March rows", but the file holds the
+    # first 48 rows (server 2024.03.01 00:00 onwards): the right first bar is 2024-02-29 22:00 UTC
+    assert stored["time"][0] == utc(2024, 2, 29, 22)
+    csv = read_bars(H1, symbol="EURUSD", timeframe="H1", server_tz="NY+7").head(48)
+    assert stored["time"].to_list() == csv["time"].to_list()
+    assert stored["close"].to_list() == csv["close"].to_list()
+
+
+def test_epoch_milliseconds_are_detected_and_said():
+    with pytest.warns(Mt5LabWarning, match="EURUSD_H1_epoch_ms.parquet: integer times read as epoch milliseconds"):
+        bars = read_bars(CASES / "EURUSD_H1_epoch_ms.parquet", symbol="EURUSD", timeframe="H1")
+    assert bars["time"][0] == utc(2024, 2, 29, 22)  # true UTC in the file; a table defaults to UTC
+    csv = read_bars(H1, symbol="EURUSD", timeframe="H1", server_tz="NY+7").head(48)
+    assert bars["time"].to_list() == csv["time"].to_list()
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1, "seconds"), (10**3, "milliseconds"), (10**6, "microseconds"),
+                                              (10**9, "nanoseconds")])
+def test_every_epoch_unit(tmp_path, scale, unit):
+    t0 = 1_709_251_200  # 2024-03-01 00:00:00
+    path = tmp_path / "e.parquet"
+    pl.DataFrame({"time": [t0 * scale, (t0 + 3600) * scale], "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0,
+                  "tick_volume": 1}).write_parquet(path)
+    with pytest.warns(Mt5LabWarning, match=f"epoch {unit}"):
+        bars = read_bars(path, symbol="X", timeframe="H1")
+    assert bars["time"].to_list() == [utc(2024, 3, 1), utc(2024, 3, 1, 1)]
+
+
+def test_epoch_out_of_range_names_file_row_and_unit(tmp_path):
+    path = tmp_path / "bad.parquet"
+    pl.DataFrame({"time": [1_709_251_200, 99_999_999_999], "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0,
+                  "tick_volume": 1}).write_parquet(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Mt5LabWarning)
+        with pytest.raises(BarValidationError) as info:
+            read_bars(path, symbol="X", timeframe="H1")
+    err = info.value
+    assert (err.source, err.row, err.rule) == ("bad.parquet", 2, "time out of range")
+    assert "epoch s" in err.detail
+
+
+# --- MT4 ----------------------------------------------------------------------------------------
+
+def test_mt4_history_center_export_without_header():
+    path = CASES / "EURUSD60_mt4_noheader.csv"
+    bars = read_bars(path, symbol="EURUSD", timeframe="H1", server_tz="UTC")
+    assert bars.height == 52
+    first = bars.row(0, named=True)
+    assert (first["time"], first["open"], first["high"], first["low"], first["close"], first["tick_volume"]) == (
+        utc(2019, 2, 15, 14), 1.12525, 1.12851, 1.12514, 1.12686, 9915)
+    assert bars["time"][8] == utc(2019, 2, 18, 0)
+    with pytest.raises(ConfigError, match="EURUSD60_mt4_noheader.csv: times are on the broker's server clock"):
+        read_bars(path, symbol="EURUSD", timeframe="H1")
+    with pytest.raises(ConfigError, match="MT4 History Center export has no symbol column"):
+        read_bars(path, timeframe="H1", server_tz="UTC")
+
+
+def test_the_desk_clock_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MT5LAB_SERVER_TZ", "NY+7")
+    bars = read_bars(H4, symbol="EURUSD", timeframe="H4")
+    assert bars["time"][0] == utc(2024, 2, 29, 22)
+    assert validate_bars(bars).gaps.height == 0  # the grid follows the same clock
+
+
+def test_dst_gap_hour_is_refused_with_one_line(tmp_path):
+    path = tmp_path / "spring.csv"
+    path.write_text("<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n"
+                    "2024.03.10\t01:00:00\t1\t1.1\t0.9\t1\t5\t0\t1\n2024.03.10\t02:00:00\t1\t1.1\t0.9\t1\t5\t0\t1\n")
+    with pytest.raises(BarValidationError) as info:
+        read_bars(path, symbol="BTCUSD", timeframe="H1", server_tz="America/New_York")
+    assert (info.value.row, info.value.rule) == (2, "non-existent local time in server_tz")
+    assert "\n" not in str(info.value)
+
+
+def test_every_instant_is_one_step_apart_across_the_ny_plus_7_change():
+    bars = read_bars(H1, symbol="EURUSD", timeframe="H1", server_tz="NY+7")
+    steps = bars["time"].diff().drop_nulls()
+    # within a trading week every step is one hour (the change falls on a closed Sunday); the winter
+    # weekend is 49 h (Friday 21:00 to Sunday 22:00 UTC), the weekend of the change 48 h
+    assert set(steps.to_list()) == {timedelta(hours=1), timedelta(hours=49), timedelta(hours=48)}
