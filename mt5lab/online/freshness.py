@@ -13,7 +13,9 @@ Friday's last bar is fresh. ``grace`` is the time a bar may take to arrive after
 ``stale``     older than the expected newest bar (``bars_behind`` says by how many bars);
 ``fresh``     otherwise.
 
-The calendars have no holiday lists: a holiday shows as one bar behind until the next bar.
+The calendars know regular holidays (:mod:`mt5lab.bars.holidays`), so a holiday is not "behind"; an
+ad-hoc closure shows as behind until the next bar. Expected closes follow each symbol's server-clock
+grid (``MT5LAB_SERVER_TZ``; UTC for the bundled samples).
 Symbol -> calendar: ``calendars`` argument, else the bundled samples' calendar, else ``default``.
 """
 
@@ -24,6 +26,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from mt5lab.bars.calendars import expected_bar_opens, expected_latest_close, symbol_calendar
+from mt5lab.bars.clock import resolve_server_tz
+from mt5lab.bars.samples import SAMPLES
 from mt5lab.catalog import TIMEFRAMES, check_timeframe, ttl
 from mt5lab.config import resolve
 from mt5lab.online.reader import reader
@@ -38,12 +42,18 @@ def default_grace(timeframe: str) -> timedelta:
     return min(TIMEFRAMES[check_timeframe(timeframe)] / 2, timedelta(minutes=15))
 
 
-def _bars_between(last_close: datetime, expected: datetime, tf: str, cal: str) -> int:
+def _bars_between(last_close: datetime, expected: datetime, tf: str, cal: str, server_tz: str) -> int:
     """Expected bars closing in ``(last_close, expected]``."""
     step = TIMEFRAMES[tf]
     if last_close >= expected:
         return 0
-    return expected_bar_opens(last_close, expected - step, tf, cal).len()
+    return expected_bar_opens(last_close, expected - step, tf, cal, server_tz).len()
+
+
+def _server_tz(symbol: str) -> str:
+    """The clock whose bar grid ``symbol`` is on: UTC for a bundled sample, else the desk's
+    ``MT5LAB_SERVER_TZ`` (UTC when unset)."""
+    return "UTC" if symbol in SAMPLES else resolve_server_tz(None, symbol, required=False)
 
 
 def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendars, default, profile):
@@ -52,10 +62,10 @@ def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendar
     expected = {}
     out = []
     for j, sym in enumerate(symbols):
-        cal = symbol_calendar(sym, default, calendars)
-        if cal not in expected:
-            expected[cal] = expected_latest_close(now - grace, tf, cal)
-        exp = expected[cal]
+        cal, tz = symbol_calendar(sym, default, calendars), _server_tz(sym)
+        if (cal, tz) not in expected:
+            expected[cal, tz] = expected_latest_close(now - grace, tf, cal, tz)
+        exp = expected[cal, tz]
         for view, stamps in rows.event_timestamps.items():
             ts = stamps[j]
             rec = dict(timeframe=tf, view=view, symbol=sym, calendar=cal, event_timestamp=ts,
@@ -65,7 +75,7 @@ def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendar
             else:
                 rec["age"] = now - ts
                 rec["age_bars"] = round((now - ts) / step, 2)
-                rec["bars_behind"] = _bars_between(ts, exp, tf, cal)
+                rec["bars_behind"] = _bars_between(ts, exp, tf, cal, tz)
                 status = ("future" if ts > now else "expired" if now - ts > life
                           else "stale" if ts < exp else "fresh")
             rec["status"] = status
