@@ -1,22 +1,23 @@
-"""``make demo`` / ``mt5lab demo``: samples in, 42 features out, online table printed, one PNG saved.
+"""``make demo`` / ``mt5lab demo``: samples in, 42 features out, read back online, one PNG saved.
 
-Idempotent: a second run finds the same bars and features and writes nothing.
+Idempotent: a second run finds the same bars and features and writes nothing. The online read goes
+through :class:`mt5lab.online.reader.OnlineReader` (ttl applied: each view's event timestamp and
+status, expired values null), once as of now and once as of each timeframe's last bar close (the
+samples are historical); ``mt5lab demo`` prints both (:mod:`mt5lab.cli.render`).
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
-
-import pandas as pd
 
 from mt5lab.bars.ingest import load_samples, write
 from mt5lab.bars.samples import SAMPLES
-from mt5lab.catalog import FEATURE_NAMES
 from mt5lab.config import data_dir, resolve
 from mt5lab.feast_repo.store import apply
 from mt5lab.features.build import build
-from mt5lab.online.feast_read import online_frame
 from mt5lab.online.materialize import materialize
+from mt5lab.online.reader import OnlineRows, reader
 from mt5lab.storage import open_store
 
 
@@ -30,7 +31,9 @@ def run_demo(profile=None, progress: bool = True, echo=print) -> dict:
     built = build(store, progress=progress)
     for tf, res in built.items():
         echo(f"build {tf}: {res.inserted} new, {res.updated} revised, {res.unchanged} unchanged feature rows")
-    tables = {}
+    now = datetime.now(UTC)
+    online: dict[str, OnlineRows] = {}
+    replay: dict[str, tuple[datetime, OnlineRows]] = {}
     for tf in sorted({s.timeframe for s in SAMPLES.values()}):
         summary = apply(prof, tf)
         echo(f"apply {tf}: {summary['views']} views, {summary['features']} features, "
@@ -38,22 +41,18 @@ def run_demo(profile=None, progress: bool = True, echo=print) -> dict:
         mat = materialize(store, prof, tf, progress=progress)
         echo(f"materialize {tf}: {mat.written} of {mat.symbols} symbols written to the online store")
         symbols = sorted(s.symbol for s in SAMPLES.values() if s.timeframe == tf)
-        tables[tf] = online_frame(symbols, tf, prof)
-    table = online_table(tables)
-    echo("\nOnline features (mt5_v1) read back from the online store:\n")
-    echo(table.to_string())
+        online[tf] = reader(prof, tf).read(symbols, now)
+        if (last := last_close(online[tf])) is not None:
+            replay[tf] = (last, reader(prof, tf).read(symbols, last))
     chart = save_chart(store)
-    echo(f"\nchart: {chart}")
-    return {"ingest": ing.summary(), "online": table, "chart": chart}
+    echo(f"chart: {chart}")
+    return {"ingest": ing.summary(), "now": now, "online": online, "replay": replay, "chart": chart}
 
 
-def online_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """Features as rows, ``SYMBOL TF`` as columns."""
-    cols = {}
-    for tf, df in tables.items():
-        for _, row in df.iterrows():
-            cols[f"{row['symbol']} {tf}"] = row.drop("symbol")
-    return pd.DataFrame(cols).reindex(list(FEATURE_NAMES))
+def last_close(rows: OnlineRows) -> datetime | None:
+    """The newest event timestamp of a read (its latest bar close), None when nothing was found."""
+    stamps = [ts for per_view in rows.event_timestamps.values() for ts in per_view if ts is not None]
+    return max(stamps, default=None)
 
 
 def save_chart(store, symbol: str = "GOOG") -> Path:

@@ -31,13 +31,39 @@ def test_cli_pipeline_and_online_json(tmp_path):
     assert out.stdout.count("6 views, 42 features, 1 feature service") == 2
     out = run(["materialize"], d)
     assert out.returncode == 0, out.stderr
-    out = run(["online", "EURUSD", "--timeframe", "H1", "--json"], d)
+    # As of the sample's last H1 bar close: every view fresh, every feature there (the samples carry no
+    # spread). Per view its event timestamp and status, as online_features returns them.
+    out = run(["online", "EURUSD", "--timeframe", "H1", "--json", "--now", "2018-02-07T16:00:00Z"], d)
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert rows[0]["symbol"] == "EURUSD"
-    assert set(rows[0]) == {"symbol", *catalog.FEATURE_NAMES}
+    views = {f"{v}__{c}" for v in catalog.VIEW_NAMES for c in ("event_timestamp", "status")}
+    assert set(rows[0]) == {"symbol", *catalog.FEATURE_NAMES, *views, "status"}
     missing = [f for f in catalog.FEATURE_NAMES if rows[0][f] is None and f != "spread"]
     assert missing == []
+    assert rows[0]["status"] == "fresh"
+    assert rows[0]["price_action__event_timestamp"] == "2018-02-07T16:00:00+00:00"
+
+
+def test_ingest_summary_names_each_file(tmp_path):
+    d = tmp_path / "data"
+    a, b = tmp_path / "jan.csv", tmp_path / "feb.csv"
+    a.write_text("time,open,high,low,close,tick_volume\n"
+                 "2024-01-02,1.1,1.2,1.0,1.15,10\n"
+                 "2024-01-03,1.1,1.2,1.0,1.15,10\n")
+    b.write_text("time,open,high,low,close,tick_volume\n"
+                 "2024-02-01,1.1,1.2,1.0,1.15,10\n"
+                 "2024-02-02,1.1,1.2,1.0,1.15,10\n"
+                 "2024-02-05,1.1,1.2,1.0,1.15,10\n")
+    out = run(["ingest", str(a), str(b), "--symbol", "EURUSD", "--timeframe", "D1"], d)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"{a}: 2 rows, "), lines
+    assert lines[1].startswith(f"{b}: 3 rows, "), lines
+    assert lines[2] == "ingested 5 bars: 5 new, 0 revised, 0 unchanged"
+    out = run(["ingest", "--sample", "GOOG"], d)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("sample:GOOG: 2148 rows, "), out.stdout
 
 
 def test_errors_are_one_line_with_nonzero_exit(tmp_path):

@@ -63,10 +63,13 @@ def cli(args, env, timeout=600) -> subprocess.CompletedProcess:
 
 
 def h1_export(path: Path, start: datetime, n: int, bump: float = 0.0) -> Path:
-    """``n`` FX-hours of EURUSD-like H1 bars from ``start`` (weekends skipped), MT5 export format."""
+    """``n`` FX-hours of EURUSD-like H1 bars from ``start`` (the FX weekend, Friday 17:00 to Sunday 17:00
+    New York, skipped), MT5 export format on a UTC server clock."""
+    from mt5lab.bars.calendars import is_open
+
     rows, t, i = [], start, 0
     while len(rows) < n:
-        if t.weekday() < 5:
+        if is_open(t, "fx") and is_open(t + timedelta(minutes=59), "fx"):
             c = 1.23 + 0.001 * np.sin(i / 7) + bump
             rows.append(f"{t:%Y.%m.%d}\t{t:%H:%M:%S}\t{c:.5f}\t{c + 0.0008:.5f}\t{c - 0.0008:.5f}\t{c:.5f}\t{100 + i}\t0\t2")
             i += 1
@@ -143,7 +146,7 @@ def test_disk_full_during_ingest_and_build_changes_nothing(demo_copy, tmp_path):
     env = local_env(demo_copy)
     before = tree_hash(demo_copy)
     bars_file = demo_copy / "offline" / "bars" / "timeframe=H1" / "bars.parquet"
-    out = limited(bars_file.stat().st_size // 2, ["ingest", str(new), "--symbol", "EURUSD", "--timeframe", "H1"], env)
+    out = limited(bars_file.stat().st_size // 2, ["ingest", str(new), "--symbol", "EURUSD", "--timeframe", "H1", "--server-tz", "UTC"], env)
     one_line_error(out, StoreError.exit_code, "cannot write", "bars.parquet")
     assert tree_hash(demo_copy) == before
     # Ingest for real, then a build that cannot write its features file.
@@ -199,7 +202,7 @@ def test_two_updates_at_once_equal_one(demo_store, tmp_path, monkeypatch):
         shutil.copytree(demo_store["dir"], d)
     objects = registry_objects(race, monkeypatch)
     new = h1_export(tmp_path / "next.csv", AFTER_SAMPLE, 48)
-    args = ["update", str(new), "--symbol", "EURUSD", "--timeframe", "H1"]
+    args = ["update", str(new), "--symbol", "EURUSD", "--timeframe", "H1", "--server-tz", "UTC"]
     procs = [subprocess.Popen([*MT5LAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=local_env(race), cwd=ROOT) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -265,7 +268,7 @@ def test_postgres_backend_terminated_mid_ingest_rolls_back(pg_env, tmp_path):
     n = 1_000_000
     path = m1_generic(tmp_path / "EURUSD_M1.csv", n)
     before = pg_fingerprint(store)
-    args = ["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "M1", "--calendar", "24x7"]
+    args = ["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "M1", "--calendar", "24x7", "--server-tz", "UTC"]
     proc = subprocess.Popen([*MT5LAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                             cwd=ROOT)
     killed = []
@@ -300,7 +303,7 @@ def test_postgres_down_errors_hold_no_secret(pg_env, tmp_path):
     _, env = pg_env
     env = env | {"MT5LAB_PG_PORT": str(free_port())}
     path = h1_export(tmp_path / "x.csv", AFTER_SAMPLE, 3)
-    for args in (["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "H1"], ["build"], ["materialize"]):
+    for args in (["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "H1", "--server-tz", "UTC"], ["build"], ["materialize"]):
         out = cli(args, env)
         line = one_line_error(out, StoreError.exit_code, "PostgreSQL at 127.0.0.1:")
         assert "postgres" in line

@@ -117,8 +117,10 @@ REJECTED = [
                                        "2024-01-02T00:00:00+02:00,1,2,0.5,1.5,3",
                                        "2024-01-02T01:00:00,1,2,0.5,1.5,3"]),
          "mixed naive and tz-aware times", 2),
-    Case("dst-ambiguous", mt5_text([mt5_row(datetime(2024, 10, 27, h, tzinfo=UTC)) for h in (0, 1, 2)]).encode(),
-         "ambiguous local time in server_tz", 2, server_tz="Europe/London"),
+    # London repeats 01:00 on 2024-10-27: the first two rows are the two instants (by row order), the
+    # third is a duplicate of the second
+    Case("dst-fold-thrice", mt5_text([mt5_row(datetime(2024, 10, 27, 1, tzinfo=UTC)) for _ in range(3)]).encode(),
+         "duplicate time", 3, server_tz="Europe/London"),
     Case("dst-non-existent", mt5_text([mt5_row(datetime(2024, 3, 31, h, tzinfo=UTC)) for h in (0, 1, 2)]).encode(),
          "non-existent local time in server_tz", 2, server_tz="Europe/London"),
     # -- streaming: rules across batch boundaries, and a bad row after many good batches --------
@@ -371,7 +373,7 @@ def test_aware_offsets_are_converted_to_utc(target, tmp_path):
 def test_utf16_bom_through_the_cli(local_dir, tmp_path):
     path = tmp_path / "EURUSD_H1.csv"
     path.write_bytes(ENCODINGS["utf16-bom-crlf"](mt5_text(good_rows(4))))
-    out = _cli(["ingest", str(path), "--symbol", "MT5EXPORT", "--timeframe", "H1"], _base_env(local_dir))
+    out = _cli(["ingest", str(path), "--symbol", "MT5EXPORT", "--timeframe", "H1", "--server-tz", "UTC"], _base_env(local_dir))
     assert out.returncode == 0, out.stderr
     assert "ingested 4 bars: 4 new" in out.stdout
     from mt5lab.storage.local import LocalStore

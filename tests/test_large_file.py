@@ -57,7 +57,7 @@ def ingest_peak_rss(path: Path, data: Path) -> tuple[int, subprocess.CompletedPr
     out_f, err_f = data.parent / "out.txt", data.parent / "err.txt"
     with open(out_f, "w") as out, open(err_f, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "mt5lab.cli", "ingest", str(path), "--symbol", "EURUSD",
-                                 "--timeframe", "M1", "--calendar", "24x7"], stdout=out, stderr=err, env=env, cwd=ROOT)
+                                 "--timeframe", "M1", "--calendar", "24x7", "--server-tz", "UTC"], stdout=out, stderr=err, env=env, cwd=ROOT)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return usage.ru_maxrss * 1024, subprocess.CompletedProcess(proc.args, proc.returncode, out_f.read_text(),

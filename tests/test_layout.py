@@ -15,9 +15,11 @@ PKG = Path(__file__).resolve().parents[1] / "mt5lab"
 
 # Top-level modules every stage may import, each only the ones before it (no cycles among them).
 BASE = ("_warnings", "progress", "errors", "catalog", "envsubst", "config")
-# Top-level entry points: may import every stage (not the test harnesses) and the entry points before
-# them; no stage imports them.
+# Entry points: may import every stage (not the test harnesses) and the entry points before them; no
+# stage imports them. ``__init__`` and ``demo`` are top-level modules, ``cli`` is a package (the
+# ``mt5lab`` command, one module per concern); every module in it is checked as ``cli``.
 ENTRY = ("__init__", "demo", "cli")
+ENTRY_PACKAGES = frozenset({"cli"})
 # The stages, bottom to top, and the stages each may import besides the base modules. This is the
 # README's layout section and every sub-package's "May import" paragraph, as data.
 _RUNTIME = ("storage", "feast_repo", "bars", "features", "training", "online")
@@ -103,6 +105,23 @@ def test_checker_catches_an_upward_import():
     assert violations("online", "from mt5lab.testing import sandbox") == ["online imports testing"]
     assert violations("bars", "from ..online import reader") == ["bars imports <relative import>"]
     assert violations("plots", "from mt5lab.research import quality") == []
+    # The cli package: an entry point that may import every stage and demo, never the test harnesses;
+    # nothing but a later entry point may import it.
+    assert violations("cli", "from mt5lab.demo import run_demo\nfrom mt5lab.online.reader import reader\n"
+                             "from mt5lab.cli.render import table") == []
+    assert violations("cli", "from mt5lab.testing.sandbox import feature_server") == ["cli imports testing"]
+    assert violations("cli", "from mt5lab.cli import render") == []
+    assert violations("demo", "from mt5lab.cli import render") == ["demo imports cli"]
+    assert violations("online", "from mt5lab.cli.render import to_json") == ["online imports cli"]
+
+
+def test_entry_points_exist_in_their_form():
+    for name in ENTRY:
+        if name in ENTRY_PACKAGES:
+            assert (PKG / name / "__init__.py").is_file() and not (PKG / f"{name}.py").exists(), name
+            assert {unit_of(p) for p in (PKG / name).rglob("*.py")} == {name}
+        else:
+            assert (PKG / f"{name}.py").is_file(), name
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:

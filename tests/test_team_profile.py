@@ -115,12 +115,18 @@ def test_demo_pipeline_reads_back_all_42_features(team):
     assert "build D1: 2148 new" in out and "build H1: 5000 new" in out
     assert out.count("6 views, 42 features, 1 feature service") == 2
     assert "materialize D1: 1 of 1 symbols written" in out
-    online = _cli(["online", "GOOG", "EURUSD", "--json"], team["env"])
+    # as of the day after GOOG's last bar closed (2013-03-01 D1: closes 2013-03-02 00:00 UTC)
+    online = _cli(["online", "GOOG", "EURUSD", "--json", "--now", "2013-03-02T00:00:00+00:00"], team["env"])
     assert online.returncode == 0, online.stderr
     rows = {r["symbol"]: r for r in json.loads(online.stdout)}
-    assert set(rows["GOOG"]) == {"symbol", *FEATURE_NAMES}
+    assert {"symbol", *FEATURE_NAMES, "status"} <= set(rows["GOOG"])
     assert rows["GOOG"]["close"] == 806.19  # GOOG's last close in the sample CSV (2013-03-01)
-    assert rows["EURUSD"]["close"] is None  # D1 has no EURUSD
+    assert rows["GOOG"]["status"] == "fresh"
+    assert rows["GOOG"]["ohlcv_features__event_timestamp"] == "2013-03-02T00:00:00+00:00"
+    assert rows["EURUSD"]["close"] is None and rows["EURUSD"]["status"] == "missing"  # D1 has no EURUSD
+    # as of now the same value is years past its ttl: expired, null, with its event time
+    now = json.loads(_cli(["online", "GOOG", "--json"], team["env"]).stdout)[0]
+    assert (now["status"], now["close"]) == ("expired", None)
     # "since last time": nothing changed, nothing written. Verbose: every library's DEBUG log is
     # captured too, for the secret search below.
     again = _cli(["materialize", "--verbose"], team["env"])

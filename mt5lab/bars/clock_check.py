@@ -13,12 +13,17 @@ Scope: intraday bars (M1..H4) of the ``fx`` calendar (weekend closure, New York 
 exchange calendars (Saturday in the exchange's own time zone; Sunday evening sessions of index CFDs
 are not a closure). Frozen bars (high == low), which brokers emit while a market is shut, are not
 activity. Holidays are not used: many brokers trade through them.
+
+Unsure rule (warns, never refuses): US ``equity`` bars active outside 04:00-20:00 New York, the
+widest extended-hours session brokers offer (an equity bar at 03:00 local suggests a shifted clock);
+the warning names a clock that puts every active bar inside it, if one does.
 """
 
 from __future__ import annotations
 
 import warnings
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import polars as pl
 
@@ -28,6 +33,8 @@ from mt5lab.errors import BarValidationError, Mt5LabWarning
 
 CANDIDATES: tuple[str, ...] = (NY_CLOSE, "UTC", *(f"Etc/GMT{-k:+d}" for k in range(-12, 15) if k))
 """Server clocks tried, in order of preference, when bars trade while the market is closed."""
+SESSION = {"equity": ("America/New_York", 4, 20)}
+"""Widest normal session (zone, first hour, end hour) of a calendar's intraday bars: the unsure rule."""
 EXCHANGE_ZONES = {"equity": "America/New_York", "uk_index": "Europe/London", "eu_index": "Europe/Berlin"}
 """Where an exchange calendar's Saturday is (only Saturday is certain to be closed for its CFDs)."""
 
@@ -40,6 +47,13 @@ def closed_expr(t: pl.Expr, calendar: str) -> pl.Expr | None:
     if calendar in EXCHANGE_ZONES:
         return t.dt.convert_time_zone(EXCHANGE_ZONES[calendar]).dt.weekday() == 6
     return None
+
+
+def _outside_session(t: pl.Expr, step: timedelta, calendar: str) -> pl.Expr:
+    zone, first, end = SESSION[calendar]
+    return pl.any_horizontal(((x.dt.convert_time_zone(zone).dt.hour() < first)
+                              | (x.dt.convert_time_zone(zone).dt.hour() >= end))
+                             for x in (t, t + step - timedelta(microseconds=1)))
 
 
 def _label(tz: str) -> str:
@@ -56,10 +70,22 @@ def _in_closure(t: pl.Expr, step: timedelta, calendar: str) -> pl.Expr:
     return closed_expr(t, calendar) | closed_expr(t + step - timedelta(microseconds=1), calendar)
 
 
-def _fits(wall: pl.Series, tz: str, step: timedelta, calendar: str) -> bool:
+def _fits(wall: pl.Series, tz: str, step: timedelta, calendar: str, session: bool = False) -> bool:
     utc = from_server(wall, tz)
-    closed = utc.to_frame("t").select(_in_closure(pl.col("t"), step, calendar).fill_null(True)).to_series()
-    return not closed.any()
+    bad = _in_closure(pl.col("t"), step, calendar)
+    if session:
+        bad = bad | _outside_session(pl.col("t"), step, calendar)
+    return not utc.to_frame("t").select(bad.fill_null(True)).to_series().any()
+
+
+def _best_clock(active: pl.DataFrame, bad: pl.DataFrame, server_tz: str, step: timedelta, calendar: str,
+                session: bool = False) -> str | None:
+    """The first of :data:`CANDIDATES` that puts every active bar in market hours (or None)."""
+    wall = to_server(active["time"], server_tz)
+    bad_wall = to_server(bad["time"], server_tz)
+    some = bad_wall.gather_every(max(1, bad_wall.len() // 64))  # a sample of the offending bars first
+    return next((tz for tz in CANDIDATES if tz != server_tz and _fits(some, tz, step, calendar, session)
+                 and _fits(wall, tz, step, calendar, session)), None)
 
 
 def check_clock(bars: pl.DataFrame, source: str, calendar: str, server_tz: str) -> None:
@@ -77,19 +103,33 @@ def check_clock(bars: pl.DataFrame, source: str, calendar: str, server_tz: str) 
                          _in_closure(pl.col("time"), step, calendar).alias("_c")).filter(pl.col("_a"))
     bad = active.filter(pl.col("_c"))
     if bad.is_empty():
+        _check_session(active, source, calendar, server_tz, step)
         return
     first, n = bad.row(0, named=True), bad.height
     when = first["time"]
     what = (f"{n} bar{'s' if n > 1 else ''} with trading activity while the {calendar} market is closed "
             f"(first: {when:%A %Y-%m-%d %H:%M} UTC, read with server_tz={server_tz})")
-    wall = to_server(active["time"], server_tz)
-    bad_wall = to_server(bad["time"], server_tz)
-    some = bad_wall.gather_every(max(1, bad_wall.len() // 64))
-    fit = next((tz for tz in CANDIDATES if tz != server_tz and _fits(some, tz, step, calendar)
-                and _fits(wall, tz, step, calendar)), None)  # a sample of the offending bars first: cheap
+    fit = _best_clock(active, bad, server_tz, step, calendar)
     if fit is None:
         warnings.warn(f"{source}: row {first['_row']}: {what}; no single server clock explains them: "
                       f"check the data and server_tz", Mt5LabWarning, stacklevel=3)
         return
     raise BarValidationError(source, int(first["_row"]), "bar while market closed",
                              f"{what}: is the server clock {_label(fit)}? read with --server-tz {fit}")
+
+
+def _check_session(active: pl.DataFrame, source: str, calendar: str, server_tz: str, step: timedelta) -> None:
+    """The unsure rule: warn about active bars outside the calendar's widest session."""
+    if calendar not in SESSION or active.is_empty():
+        return
+    out = active.filter(_outside_session(pl.col("time"), step, calendar))
+    if out.is_empty():
+        return
+    zone, first_hour, end_hour = SESSION[calendar]
+    row = out.row(0, named=True)
+    local = row["time"].astimezone(ZoneInfo(zone))
+    fit = _best_clock(active, out, server_tz, step, calendar, session=True)
+    hint = f": is the server clock {_label(fit)}?" if fit else ""
+    warnings.warn(f"{source}: row {row['_row']}: {out.height} {calendar} bars with trading activity outside "
+                  f"{first_hour:02d}:00-{end_hour:02d}:00 {zone} (first at {local:%H:%M} local, read with "
+                  f"server_tz={server_tz}){hint}", Mt5LabWarning, stacklevel=4)
