@@ -8,6 +8,7 @@ the code under test. The frozen-quotes case is in ``test_domains.py``, the Easte
 
 from __future__ import annotations
 
+import re
 import warnings
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -223,3 +224,70 @@ def test_every_instant_is_one_step_apart_across_the_ny_plus_7_change():
     # within a trading week every step is one hour (the change falls on a closed Sunday); the winter
     # weekend is 49 h (Friday 21:00 to Sunday 22:00 UTC), the weekend of the change 48 h
     assert set(steps.to_list()) == {timedelta(hours=1), timedelta(hours=49), timedelta(hours=48)}
+
+
+# --- through the CLI: exit codes, one line, nothing written ----------------------------------------
+
+def _cli(args: list[str], data: Path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MT5LAB_")}
+    env |= {"MT5LAB_DATA_DIR": str(data), "TQDM_DISABLE": "1"}
+    return subprocess.run([sys.executable, "-m", "mt5lab.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=Path(__file__).resolve().parents[1], timeout=300)
+
+
+def test_cli_refuses_a_wrong_clock_and_writes_nothing(tmp_path):
+    data = tmp_path / "data"
+    out = _cli(["ingest", str(H1), "--symbol", "EURUSD", "--timeframe", "H1", "--server-tz", "UTC"], data)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert lines == [lines[0]] and lines[0].startswith(f"error: {H1}: row 23: bar while market closed")
+    assert "--server-tz NY+7" in lines[0]
+    assert not list(data.rglob("*.parquet"))
+    out = _cli(["ingest", str(H1), "--symbol", "EURUSD", "--timeframe", "H1"], data)
+    assert out.returncode == 3 and "pass server_tz= (CLI: --server-tz)" in out.stderr
+    out = _cli(["ingest", str(H1), "--symbol", "EURUSD", "--timeframe", "H1", "--server-tz", "NY+7"], data)
+    assert out.returncode == 0, out.stderr
+    assert f"{H1}: 264 rows, 0 gaps" in out.stdout
+
+
+def test_cli_says_the_epoch_unit_in_one_warning_line(tmp_path):
+    path = CASES / "EURUSD_H1_epoch_ms.parquet"
+    out = _cli(["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "H1"], tmp_path / "data")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.strip().splitlines() == [
+        "warning: EURUSD_H1_epoch_ms.parquet: integer times read as epoch milliseconds of the server clock "
+        "(detected from their magnitude)"]
+    assert "48 rows, 0 gaps" in out.stdout
+
+
+def test_equity_bars_at_night_warn_loudly(tmp_path):
+    """US equity M30 bars 09:30-16:00 New York, exported by a UTC+9 server and read as UTC: they land
+    at 18:30-01:00 New York. Not refusable (CFD sessions vary), so a warning naming the rule."""
+    rows, day = [], datetime(2024, 1, 8, tzinfo=UTC)
+    for d in range(5):
+        for k in range(13):  # 14:30 .. 20:30 UTC opens = 09:30 .. 15:30 EST
+            t = day + timedelta(days=d, hours=14, minutes=30 + 30 * k) + timedelta(hours=9)  # server wall
+            rows.append(f"{t:%Y.%m.%d}\t{t:%H:%M:%S}\t10\t10.2\t9.9\t10.1\t{100 + k}\t0\t1")
+    path = tmp_path / "AAPL_M30.csv"
+    path.write_text("<DATE>\t<TIME>\t<OPEN>\t<HIGH>\t<LOW>\t<CLOSE>\t<TICKVOL>\t<VOL>\t<SPREAD>\n" + "\n".join(rows) + "\n")
+    bars = read_bars(path, symbol="AAPL", timeframe="M30", server_tz="UTC")
+    # Friday's last bars land on Saturday in New York: a sure closure, refused; the clock named is the
+    # middle of those that put every bar inside Monday..Friday 04:00-20:00 New York (UTC+5 .. UTC+14)
+    with pytest.raises(BarValidationError, match=r"row 64: bar while market closed.*is the server clock UTC\+9"):
+        validate_bars(bars, source=path.name, calendar="equity", server_tz="UTC")
+    # without the Friday evening bars nothing is surely closed: the session rule only warns
+    monday_to_thursday = bars.filter(pl.col("time").dt.weekday() <= 4)
+    # (the bars opening 01:00-05:30 UTC: ten a day on three days; the first is row 4, 01:00 UTC)
+    with pytest.warns(Mt5LabWarning, match=r"AAPL_M30.csv: row 4: 30 equity bars with trading activity outside "
+                                           r"04:00-20:00 America/New_York \(first at 20:00 local") as caught:
+        validate_bars(monday_to_thursday, source=path.name, calendar="equity", server_tz="UTC")
+    named = int(re.search(r"is the server clock UTC\+(\d+)", str(caught[0].message)).group(1))
+    assert 5 <= named <= 14  # a clock that explains the bars (the true one is UTC+9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Mt5LabWarning)  # read with the right clock: silent
+        validate_bars(read_bars(path, symbol="AAPL", timeframe="M30", server_tz="Etc/GMT-9"), calendar="equity",
+                      server_tz="Etc/GMT-9")

@@ -31,8 +31,10 @@ from mt5lab.bars.clock import NY_CLOSE, from_server, to_server
 from mt5lab.catalog import TIMEFRAMES
 from mt5lab.errors import BarValidationError, Mt5LabWarning
 
-CANDIDATES: tuple[str, ...] = (NY_CLOSE, "UTC", *(f"Etc/GMT{-k:+d}" for k in range(-12, 15) if k))
-"""Server clocks tried, in order of preference, when bars trade while the market is closed."""
+CANDIDATES: tuple[str, ...] = (NY_CLOSE, *(f"Etc/GMT{-k:+d}" if k else "UTC" for k in range(-12, 15)))
+"""Server clocks tried when bars trade while the market is closed: NY+7, then fixed offsets UTC-12 ..
+UTC+14 in order. NY+7 is named when it fits, else the middle one of the fixed offsets that fit (a
+wide session admits several; the true clock tends to sit in the middle)."""
 SESSION = {"equity": ("America/New_York", 4, 20)}
 """Widest normal session (zone, first hour, end hour) of a calendar's intraday bars: the unsure rule."""
 EXCHANGE_ZONES = {"equity": "America/New_York", "uk_index": "Europe/London", "eu_index": "Europe/Berlin"}
@@ -84,8 +86,11 @@ def _best_clock(active: pl.DataFrame, bad: pl.DataFrame, server_tz: str, step: t
     wall = to_server(active["time"], server_tz)
     bad_wall = to_server(bad["time"], server_tz)
     some = bad_wall.gather_every(max(1, bad_wall.len() // 64))  # a sample of the offending bars first
-    return next((tz for tz in CANDIDATES if tz != server_tz and _fits(some, tz, step, calendar, session)
-                 and _fits(wall, tz, step, calendar, session)), None)
+    fit = [tz for tz in CANDIDATES if tz != server_tz and _fits(some, tz, step, calendar, session)
+           and _fits(wall, tz, step, calendar, session)]
+    if not fit:
+        return None
+    return NY_CLOSE if NY_CLOSE in fit else fit[(len(fit) - 1) // 2]
 
 
 def check_clock(bars: pl.DataFrame, source: str, calendar: str, server_tz: str) -> None:
@@ -109,7 +114,8 @@ def check_clock(bars: pl.DataFrame, source: str, calendar: str, server_tz: str) 
     when = first["time"]
     what = (f"{n} bar{'s' if n > 1 else ''} with trading activity while the {calendar} market is closed "
             f"(first: {when:%A %Y-%m-%d %H:%M} UTC, read with server_tz={server_tz})")
-    fit = _best_clock(active, bad, server_tz, step, calendar)
+    fit = (_best_clock(active, bad, server_tz, step, calendar, session=True) if calendar in SESSION else None) \
+        or _best_clock(active, bad, server_tz, step, calendar)
     if fit is None:
         warnings.warn(f"{source}: row {first['_row']}: {what}; no single server clock explains them: "
                       f"check the data and server_tz", Mt5LabWarning, stacklevel=3)
