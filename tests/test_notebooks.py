@@ -180,7 +180,11 @@ def _weekdays(first: date, last: date) -> list[date]:
 
 
 GOOG_WEEKDAYS = _weekdays(date.fromisoformat(GOOG[0]), date.fromisoformat(GOOG[-1]))
-GOOG_MISSING = len(set(GOOG_WEEKDAYS) - {date.fromisoformat(d) for d in GOOG})
+# The calendar knows NYSE's regular holidays: the only weekdays missing from GOOG are NYSE's ad-hoc
+# closures (President Ford's day of mourning, 2 January 2007; Hurricane Sandy, 29-30 October 2012)
+GOOG_ADHOC = {date(2007, 1, 2), date(2012, 10, 29), date(2012, 10, 30)}
+GOOG_MISSING = len(GOOG_ADHOC)
+GOOG_EXPECTED = len(GOOG) + len(GOOG_ADHOC)  # every other expected day has its bar
 
 
 def check_01(rec, out, runs):
@@ -188,7 +192,8 @@ def check_01(rec, out, runs):
     assert (v["rows"], v["rejected"], v["calendar"]) == (len(GOOG), 0, "equity")
     assert v["missing_bars"] == GOOG_MISSING
     assert v["first_time"].startswith(GOOG[0]) and v["last_time"].startswith(GOOG[-1])
-    assert rec["calendar"][0]["expected bars"] == len(GOOG_WEEKDAYS)
+    assert rec["calendar"][0]["expected bars"] == GOOG_EXPECTED
+    assert GOOG_ADHOC <= set(GOOG_WEEKDAYS) - {date.fromisoformat(d) for d in GOOG}
     assert rec["ingest"]["written"] is True
     assert rec["store_counts"] == {"bars_d1": len(GOOG)}
     bad, bad_out = _done(runs, "01_bad_file")
