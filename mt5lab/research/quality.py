@@ -72,7 +72,7 @@ def read_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1", 
     from mt5lab.bars.readers import read_bars
 
     return read_bars(Path(path).expanduser(), symbol=symbol or None, timeframe=timeframe,
-                     format=format, server_tz=server_tz), str(path)
+                     format=format, server_tz=server_tz or None), str(path)  # "": MT5LAB_SERVER_TZ
 
 
 def default_calendar(path: str, symbol: str, calendar: str = "") -> str:
@@ -102,7 +102,7 @@ def inspect_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1
         return Inspection(str(path), cal, empty, None, _rejection(exc, empty))
     try:
         report = validate_bars(bars, source=source, calendar=cal,
-                               server_tz="UTC" if source.startswith("sample:") else server_tz)
+                               server_tz="UTC" if source.startswith("sample:") else server_tz or None)
     except BarValidationError as exc:
         return Inspection(source, cal, bars, None, _rejection(exc, bars))
     return Inspection(source, cal, bars, report)
