@@ -41,14 +41,33 @@ EXCHANGE_ZONES = {"equity": "America/New_York", "uk_index": "Europe/London", "eu
 """Where an exchange calendar's Saturday is (only Saturday is certain to be closed for its CFDs)."""
 
 
+def _local(t: pl.Expr, calendar: str) -> tuple[pl.Expr, int] | None:
+    """(naive wall time whose weekday decides, first closed ISO weekday) of ``calendar``."""
+    if calendar == "fx":  # Friday 17:00 .. Sunday 17:00 New York = Saturday/Sunday on New York + 7 h
+        return t.dt.convert_time_zone("America/New_York").dt.replace_time_zone(None) + timedelta(hours=7), 6
+    if calendar in EXCHANGE_ZONES:
+        return t.dt.convert_time_zone(EXCHANGE_ZONES[calendar]).dt.replace_time_zone(None), 6
+    return None
+
+
 def closed_expr(t: pl.Expr, calendar: str) -> pl.Expr | None:
     """True where ``calendar``'s market is surely closed at instant ``t`` (None: never surely)."""
-    if calendar == "fx":  # Friday 17:00 .. Sunday 17:00 New York = Saturday/Sunday on New York + 7 h
-        return (t.dt.convert_time_zone("America/New_York").dt.replace_time_zone(None)
-                + timedelta(hours=7)).dt.weekday() >= 6
-    if calendar in EXCHANGE_ZONES:
-        return t.dt.convert_time_zone(EXCHANGE_ZONES[calendar]).dt.weekday() == 6
-    return None
+    local = _local(t, calendar)
+    if local is None:
+        return None
+    wall, first = local
+    return wall.dt.weekday() >= first if calendar == "fx" else wall.dt.weekday() == first
+
+
+def _in_closure(t: pl.Expr, step: timedelta, calendar: str) -> pl.Expr:
+    """A bar ``[t, t + step)`` overlaps a closure at its open or its last instant (bars are shorter
+    than any closure, so nothing closed lies strictly inside). One zone conversion: no DST change
+    falls inside an open bar of these calendars (they change on closed Sundays)."""
+    wall, first = _local(t, calendar)
+    end = wall + (step - timedelta(microseconds=1))
+    if calendar == "fx":
+        return (wall.dt.weekday() >= first) | (end.dt.weekday() >= first)
+    return (wall.dt.weekday() == first) | (end.dt.weekday() == first)
 
 
 def _outside_session(t: pl.Expr, step: timedelta, calendar: str) -> pl.Expr:
@@ -64,12 +83,6 @@ def _label(tz: str) -> str:
     if tz.startswith("Etc/GMT"):
         return f"UTC{-int(tz[7:]):+d} ({tz})"
     return tz
-
-
-def _in_closure(t: pl.Expr, step: timedelta, calendar: str) -> pl.Expr:
-    """A bar ``[t, t + step)`` overlaps a closure at its open or its last instant (bars are shorter
-    than any closure, so nothing closed lies strictly inside)."""
-    return closed_expr(t, calendar) | closed_expr(t + step - timedelta(microseconds=1), calendar)
 
 
 def _fits(wall: pl.Series, tz: str, step: timedelta, calendar: str, session: bool = False) -> bool:
