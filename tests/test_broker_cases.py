@@ -92,10 +92,55 @@ def test_h4_grid_is_anchored_at_the_server_midnight():
         validate_bars(bars, server_tz="UTC")
 
 
-def test_h4_read_as_utc_is_refused():
+def _h4_on(server_tz: str) -> pl.DataFrame:
+    """The EURUSD H1 sample (UTC, Apr 2017 - Feb 2018) summed into H4 bars of ``server_tz``'s grid."""
+    from mt5lab.bars.clock import from_server, to_server
+    from mt5lab.bars.samples import load_sample
+
+    h1 = load_sample("EURUSD")
+    bucket = to_server(h1["time"], server_tz).dt.truncate("4h")
+    return (h1.with_columns(_b=bucket).group_by("_b", maintain_order=True)
+            .agg(pl.col("open").first(), pl.col("high").max(), pl.col("low").min(), pl.col("close").last(),
+                 pl.col("tick_volume").sum(), pl.col("spread").first(), pl.col("real_volume").sum())
+            .select(pl.lit("EURUSD").alias("symbol"), pl.lit("H4").alias("timeframe"),
+                    from_server(pl.col("_b"), server_tz).alias("time"), "open", "high", "low", "close",
+                    "tick_volume", "spread", "real_volume"))
+
+
+@pytest.mark.parametrize("server_tz", ["UTC", "America/New_York", "Europe/London", "Asia/Tokyo", "NY+7"])
+def test_correct_h4_bars_straddling_the_weekly_open_are_silent(server_tz):
+    """A UTC server's first H4 bar of the week opens Sunday 20:00 UTC and holds the 22:00 open: normal."""
+    bars = _h4_on(server_tz)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Mt5LabWarning)
+        assert validate_bars(bars, server_tz=server_tz, calendar="fx").rows == bars.height
+
+
+def test_h4_read_two_hours_off_is_not_visible_to_the_calendar():
+    # every bar of the NY+7 H4 export read as UTC still touches market hours: no calendar can tell
+    # (the README says so); the user's server_tz is the only safeguard, and it has no default
     bars = read_bars(H4, symbol="EURUSD", timeframe="H4", server_tz="UTC")
-    with pytest.raises(BarValidationError, match="bar while market closed.*NY\\+7"):
-        validate_bars(bars, server_tz="UTC")
+    assert validate_bars(bars, server_tz="UTC").rows == 66
+
+
+def test_a_year_of_new_york_server_bars_read_as_utc_names_new_york():
+    from mt5lab.bars.clock import to_server
+    from mt5lab.bars.samples import load_sample
+
+    bars = load_sample("EURUSD")  # Apr 2017 - Feb 2018: both DST regimes
+    wall = to_server(bars["time"], "America/New_York").dt.replace_time_zone("UTC")
+    with pytest.raises(BarValidationError, match=r"is the server clock America/New_York \(with its DST\)\? "
+                                                 r"read with --server-tz America/New_York"):
+        validate_bars(bars.with_columns(time=wall), server_tz="UTC")
+
+
+def test_d1_sunday_bar_wholly_in_the_weekend_is_refused():
+    # the New York server's D1 file read as NY+7: its Sunday bar lands Saturday 22:00 .. Sunday 22:00 UTC
+    path = CASES / "EURUSD_D1_newyork_server.csv"
+    bars = read_bars(path, symbol="EURUSD", timeframe="D1", server_tz="NY+7")
+    # one Sunday bar says little about the offset: the message gives the range of clocks that fit
+    with pytest.raises(BarValidationError, match=r"row 3: bar while market closed.*\(any of UTC-12..UTC\+1 fits\)"):
+        validate_bars(bars, source=path.name, server_tz="NY+7")
 
 
 def test_d1_of_a_new_york_server_opens_at_new_york_midnight():
@@ -277,7 +322,8 @@ def test_equity_bars_at_night_warn_loudly(tmp_path):
     bars = read_bars(path, symbol="AAPL", timeframe="M30", server_tz="UTC")
     # Friday's last bars land on Saturday in New York: a sure closure, refused; the clock named is the
     # middle of those that put every bar inside Monday..Friday 04:00-20:00 New York (UTC+5 .. UTC+14)
-    with pytest.raises(BarValidationError, match=r"row 64: bar while market closed.*is the server clock UTC\+9"):
+    with pytest.raises(BarValidationError, match=r"row 64: bar while market closed.*is the server clock UTC\+9 "
+                                                 r"\(Etc/GMT-9\) \(any of UTC\+5..UTC\+14 fits\)"):
         validate_bars(bars, source=path.name, calendar="equity", server_tz="UTC")
     # without the Friday evening bars nothing is surely closed: the session rule only warns
     monday_to_thursday = bars.filter(pl.col("time").dt.weekday() <= 4)
