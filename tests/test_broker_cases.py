@@ -198,9 +198,12 @@ def test_copy_rates_int_seconds_convert_like_the_cli(tmp_path, monkeypatch):
 
 
 def test_epoch_milliseconds_are_detected_and_said():
+    path = CASES / "EURUSD_H1_epoch_ms.parquet"
+    with pytest.raises(ConfigError, match="EURUSD_H1_epoch_ms.parquet: times are on the broker's server clock"):
+        read_bars(path, symbol="EURUSD", timeframe="H1")  # epoch integers are copy_rates' server clock
     with pytest.warns(Mt5LabWarning, match="EURUSD_H1_epoch_ms.parquet: integer times read as epoch milliseconds"):
-        bars = read_bars(CASES / "EURUSD_H1_epoch_ms.parquet", symbol="EURUSD", timeframe="H1")
-    assert bars["time"][0] == utc(2024, 2, 29, 22)  # true UTC in the file; a table defaults to UTC
+        bars = read_bars(path, symbol="EURUSD", timeframe="H1", server_tz="UTC")
+    assert bars["time"][0] == utc(2024, 2, 29, 22)  # true UTC in the file
     csv = read_bars(H1, symbol="EURUSD", timeframe="H1", server_tz="NY+7").head(48)
     assert bars["time"].to_list() == csv["time"].to_list()
 
@@ -213,7 +216,7 @@ def test_every_epoch_unit(tmp_path, scale, unit):
     pl.DataFrame({"time": [t0 * scale, (t0 + 3600) * scale], "open": 1.0, "high": 1.1, "low": 0.9, "close": 1.0,
                   "tick_volume": 1}).write_parquet(path)
     with pytest.warns(Mt5LabWarning, match=f"epoch {unit}"):
-        bars = read_bars(path, symbol="X", timeframe="H1")
+        bars = read_bars(path, symbol="X", timeframe="H1", server_tz="UTC")
     assert bars["time"].to_list() == [utc(2024, 3, 1), utc(2024, 3, 1, 1)]
 
 
@@ -224,7 +227,7 @@ def test_epoch_out_of_range_names_file_row_and_unit(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Mt5LabWarning)
         with pytest.raises(BarValidationError) as info:
-            read_bars(path, symbol="X", timeframe="H1")
+            read_bars(path, symbol="X", timeframe="H1", server_tz="UTC")
     err = info.value
     assert (err.source, err.row, err.rule) == ("bad.parquet", 2, "time out of range")
     assert "epoch s" in err.detail
@@ -301,11 +304,11 @@ def test_cli_refuses_a_wrong_clock_and_writes_nothing(tmp_path):
 
 def test_cli_says_the_epoch_unit_in_one_warning_line(tmp_path):
     path = CASES / "EURUSD_H1_epoch_ms.parquet"
-    out = _cli(["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "H1"], tmp_path / "data")
+    out = _cli(["ingest", str(path), "--symbol", "EURUSD", "--timeframe", "H1", "--server-tz", "UTC"], tmp_path / "data")
     assert out.returncode == 0, out.stderr
     assert out.stderr.strip().splitlines() == [
-        "warning: EURUSD_H1_epoch_ms.parquet: integer times read as epoch milliseconds of the server clock "
-        "(detected from their magnitude)"]
+        "warning: EURUSD_H1_epoch_ms.parquet: integer times read as epoch milliseconds (detected from their "
+        "magnitude) on the server clock UTC"]
     assert "48 rows, 0 gaps" in out.stdout
 
 
@@ -337,3 +340,71 @@ def test_equity_bars_at_night_warn_loudly(tmp_path):
         warnings.simplefilter("error", Mt5LabWarning)  # read with the right clock: silent
         validate_bars(read_bars(path, symbol="AAPL", timeframe="M30", server_tz="Etc/GMT-9"), calendar="equity",
                       server_tz="Etc/GMT-9")
+
+
+@pytest.mark.parametrize(("scale", "unit"), [(1, "seconds"), (10**3, "milliseconds")])
+def test_epoch_integers_in_a_csv(tmp_path, scale, unit):
+    t0 = 1_709_251_200  # 2024-03-01 00:00:00 on the server clock
+    path = tmp_path / "ep.csv"
+    path.write_text(f"timestamp,open,high,low,close,tick_volume\n{t0 * scale},1,1.1,0.9,1,5\n"
+                    f" {(t0 + 3600) * scale} ,1,1.1,0.9,1,5\n")
+    with pytest.raises(ConfigError, match="ep.csv: times are on the broker's server clock"):
+        read_bars(path, symbol="EURUSD", timeframe="H1")
+    with pytest.warns(Mt5LabWarning, match=f"epoch {unit} .* on the server clock NY\\+7"):
+        bars = read_bars(path, symbol="EURUSD", timeframe="H1", server_tz="NY+7")
+    assert bars["time"].to_list() == [utc(2024, 2, 29, 22), utc(2024, 2, 29, 23)]
+    path.write_text(f"timestamp,open,high,low,close,tick_volume\n{t0},1,1.1,0.9,1,5\n99999999999999999999,1,1.1,0.9,1,5\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Mt5LabWarning)
+        with pytest.raises(BarValidationError) as info:
+            read_bars(path, symbol="EURUSD", timeframe="H1", server_tz="UTC")
+    assert (info.value.row, info.value.rule) == (2, "time out of range")
+
+
+def test_the_desk_clock_does_not_move_explicit_utc_times(tmp_path, monkeypatch):
+    """MT5LAB_SERVER_TZ describes naive server-clock times; a vendor file in explicit UTC keeps the UTC
+    grid (D1 at UTC midnight), in files and frames alike; an explicit server_tz still sets the grid."""
+    from mt5lab.bars.ingest import ingest_frame
+
+    monkeypatch.setenv("MT5LAB_SERVER_TZ", "NY+7")
+    path = tmp_path / "spx.csv"
+    path.write_text("time,open,high,low,close,tick_volume\n2024-01-02T00:00:00Z,1,1.1,0.9,1,5\n"
+                    "2024-01-03T00:00:00Z,1,1.1,0.9,1,5\n")
+    res = ingest_files(LocalStore(tmp_path / "a"), [path], symbol="SPX", timeframe="D1", calendar="equity",
+                       progress=False)
+    assert (res.rows, res.reports[0].server_tz) == (2, "UTC")
+    frame = read_bars(path, symbol="SPX", timeframe="D1").drop("source_row")
+    assert ingest_frame(LocalStore(tmp_path / "b"), frame, calendar="equity").rows == 2
+    with pytest.raises(BarValidationError, match="time not aligned"):
+        ingest_frame(LocalStore(tmp_path / "c"), frame, calendar="equity", server_tz="NY+7")
+
+
+def test_freshness_follows_the_server_grid(tmp_path, monkeypatch):
+    """NY+7 H4 bars (21:00 UTC opens in summer) checked at 00:30 UTC: the last bar closed 21:00 UTC
+    and the next closes 01:00 UTC, so the series is fresh on its own grid; on the UTC grid the 20:00
+    bar would have closed at 00:00, a false 'stale'."""
+    from mt5lab import freshness
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online import reader as online_reader
+    from mt5lab.online.update import update
+
+    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
+    store_mod._STORES.clear()
+    try:
+        apply(None, "H4")
+        bars = read_bars(H4, symbol="EURUSD", timeframe="H4", server_tz="NY+7").drop("source_row")
+        bars = bars.filter(pl.col("time") <= utc(2024, 3, 13, 17))  # the last closes 21:00 UTC
+        update(bars, server_tz="NY+7", now=utc(2024, 3, 14))
+        now = utc(2024, 3, 14, 0, 30)
+        ours = freshness(["EURUSD"], timeframes="H4", now=now, server_tz="NY+7")
+        assert set(ours["status"]) == {"fresh"}
+        assert set(ours["expected_close"]) == {pd.Timestamp(utc(2024, 3, 13, 21))}
+        utc_grid = freshness(["EURUSD"], timeframes="H4", now=now, server_tz="UTC")
+        assert set(utc_grid["status"]) == {"stale"}
+        monkeypatch.setenv("MT5LAB_SERVER_TZ", "NY+7")  # the desk's clock is the default
+        assert set(freshness(["EURUSD"], timeframes="H4", now=now)["status"]) == {"fresh"}
+    finally:
+        store_mod._STORES.clear()
+        online_reader.clear_cache()

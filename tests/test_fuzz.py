@@ -212,7 +212,7 @@ def test_integer_time_columns_of_every_width(arrow_type, values):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            got = read_bars(path, symbol="X", timeframe="H1")
+            got = read_bars(path, symbol="X", timeframe="H1", server_tz="UTC")
         except Mt5LabError as exc:
             assert "\n" not in str(exc)
             if v_bad := [i for i, w in enumerate(want) if w is None]:

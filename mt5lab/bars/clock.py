@@ -170,10 +170,10 @@ def from_epoch(values: pl.Series, unit: str) -> pl.Series:
     return us.cast(pl.Datetime("us"))
 
 
-def note_unit(source: str, unit: str) -> None:
-    """Say which epoch unit integer times were read in (once per file or frame)."""
-    warnings.warn(f"{source}: integer times read as epoch {_UNIT_NAMES[unit]} of the server clock "
-                  f"(detected from their magnitude)", Mt5LabWarning, stacklevel=3)
+def note_unit(source: str, unit: str, server_tz: str) -> None:
+    """Say which epoch unit integer times were read in, on which clock (once per file or frame)."""
+    warnings.warn(f"{source}: integer times read as epoch {_UNIT_NAMES[unit]} (detected from their "
+                  f"magnitude) on the server clock {server_tz}", Mt5LabWarning, stacklevel=3)
 
 
 def to_utc(naive: pl.Series, server_tz: str, fail: Fail, rows: pl.Series, raw: pl.Series,

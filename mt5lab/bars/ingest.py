@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from mt5lab.bars.samples import SAMPLES, load_sample
-from mt5lab.bars.schema import canonical
+from mt5lab.bars.schema import canonical, grid_tz
 from mt5lab.bars.staging import (
     BATCH_ROWS,
     Staged,
@@ -96,7 +96,7 @@ def ingest_frame(store: OfflineStore, bars, timeframe: str | None = None,
     """Validate an in-memory frame and upsert it. Naive or integer times are on the server clock
     ``server_tz`` (see :func:`mt5lab.bars.schema.canonical`), which also sets the bar grid."""
     frame = canonical(bars, timeframe, server_tz=server_tz, source=source)
-    report = validate_bars(frame, source=source, calendar=calendar, server_tz=server_tz)
+    report = validate_bars(frame, source=source, calendar=calendar, server_tz=grid_tz(bars, server_tz))
     return write(store, frame, [report])
 
 

@@ -119,6 +119,8 @@ def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] 
     Strings without ``fmts`` use polars' format inference from the first value, so a naive value
     in a file of offset-carrying values (or the reverse) fails to parse and is reported as mixing.
     """
+    if s.dtype == pl.String and not fmts and _all_integers(s):  # epoch integers written as text
+        return _epoch(s.str.strip_chars().cast(pl.Int64, strict=False), ctx, rows, s)
     if s.dtype == pl.String:
         out = _parse_strings(s, fmts or (None,))
         if out.null_count():
@@ -145,18 +147,27 @@ def _parse_time(s: pl.Series, ctx: _Ctx, rows: pl.Series, fmts: tuple[str, ...] 
     return out
 
 
-def _epoch(s: pl.Series, ctx: _Ctx, rows: pl.Series) -> pl.Series:
-    """Integer epoch times, in the unit the file's first value's magnitude says; out of range: error."""
+def _all_integers(s: pl.Series) -> bool:
+    present = s.drop_nulls().str.strip_chars()
+    present = present.filter(present != "")
+    return present.len() > 0 and bool(present.str.contains(r"^-?\d+$").all())
+
+
+def _epoch(s: pl.Series, ctx: _Ctx, rows: pl.Series, raw: pl.Series | None = None) -> pl.Series:
+    """Integer epoch times on the server clock (MT5's ``copy_rates_*``: no default clock), in the unit
+    the file's first value's magnitude says; out of range: error naming the row."""
+    raw = s if raw is None else raw
     if ctx.unit is None:
+        ctx.server_clock()
         first = s.drop_nulls()
         if first.is_empty():
             raise ctx.fail("invalid time", "no time value", int(rows[0]))
         ctx.unit = epoch_unit(int(first[0]))
-        note_unit(ctx.source, ctx.unit)
+        note_unit(ctx.source, ctx.unit, ctx.server_tz)
     out = from_epoch(s, ctx.unit)
-    bad = _first(out.is_null() & s.is_not_null())
+    bad = _first(out.is_null() & raw.is_not_null())
     if bad is not None:
-        raise ctx.fail("time out of range", f"{s[bad]!r} read as epoch {ctx.unit} is outside "
+        raise ctx.fail("time out of range", f"{raw[bad]!r} read as epoch {ctx.unit} is outside "
                        f"1970-01-01..2100-01-01 UTC", int(rows[bad]))
     return out
 
@@ -245,7 +256,7 @@ def _csv_batches(path: Path, layout: TextLayout, ctx: _Ctx, batch_rows: int) -> 
 
 def iter_bars(path: PathLike, *, symbol: str | None = None, timeframe: str, format: str = "auto",
               server_tz: str | None = None, mapping: dict[str, str] | None = None,
-              batch_rows: int = 500_000) -> Iterator[pl.DataFrame]:
+              batch_rows: int = 500_000) -> BarStream:
     """Yield canonical bars (plus ``source_row``) from ``path`` in batches of ``batch_rows`` rows.
 
     Memory stays bounded by the batch size, so multi-GB exports stream. ``format`` is ``auto``
@@ -260,7 +271,28 @@ def iter_bars(path: PathLike, *, symbol: str | None = None, timeframe: str, form
     if batch_rows < 1:
         raise ConfigError(f"batch_rows must be positive, got {batch_rows}")
     ctx = _Ctx(path, symbol, timeframe, server_tz)  # argument errors surface here, not on first next()
-    return _stream(path, ctx, format, mapping, batch_rows)
+    return BarStream(_stream(path, ctx, format, mapping, batch_rows), ctx)
+
+
+class BarStream:
+    """The batches of :func:`iter_bars`, and the clock whose grid they are on (:attr:`grid_tz`)."""
+
+    def __init__(self, batches: Iterator[pl.DataFrame], ctx: _Ctx):
+        self._batches, self._ctx = batches, ctx
+
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        return self._batches
+
+    def __next__(self) -> pl.DataFrame:
+        return next(self._batches)
+
+    @property
+    def grid_tz(self) -> str:
+        """``server_tz`` if given; UTC for tz-aware times (``MT5LAB_SERVER_TZ`` is about naive
+        server-clock times, not explicit UTC ones); else the clock the times were read on."""
+        if self._ctx.given_tz is not None:
+            return self._ctx.server_tz
+        return "UTC" if self._ctx.aware else self._ctx.server_tz
 
 
 def _stream(path: Path, ctx: _Ctx, format: str, mapping: dict[str, str] | None,
@@ -293,7 +325,7 @@ def _text(path: Path, ctx: _Ctx, format: str, mapping: dict[str, str] | None,
     if mt5 or layout.mt4:
         what = "an MT4 History Center export" if layout.mt4 else "an MT5 export"
         if ctx.symbol is None:
-            raise ConfigError(f"{ctx.source}: {what} has no symbol column; pass symbol=...")
+            raise ConfigError(f"{ctx.source}: {what} has no symbol column; pass symbol= (CLI: --symbol)")
         ctx.server_clock()
         cols = MT4_COLUMNS if layout.mt4 else resolve_mt5(layout, ctx.timeframe, ctx.fail)
         fmts = ("%Y.%m.%d %H:%M:%S", "%Y.%m.%d %H:%M") if isinstance(cols["time"], tuple) else ("%Y.%m.%d",)

@@ -55,6 +55,15 @@ def canonical(frame, timeframe: str | None = None, *, server_tz: str | None = No
     )
 
 
+def grid_tz(frame, server_tz: str | None) -> str | None:
+    """The clock whose bar grid ``frame``'s bars are on: ``server_tz`` if given, UTC for tz-aware
+    times (``MT5LAB_SERVER_TZ`` describes naive server-clock times), else None (= the environment's)."""
+    if server_tz is not None:
+        return server_tz
+    tdt = to_polars(frame).schema.get("time")
+    return "UTC" if isinstance(tdt, pl.Datetime) and tdt.time_zone is not None else None
+
+
 def server_time(t: pl.Series, server_tz: str | None, source: str) -> pl.Series:
     """A frame's ``time`` column to tz-aware UTC (see :func:`canonical`)."""
     tdt = t.dtype
@@ -73,7 +82,7 @@ def server_time(t: pl.Series, server_tz: str | None, source: str) -> pl.Series:
     else:
         first = t.drop_nulls()
         unit = epoch_unit(int(first[0])) if first.len() else "s"
-        note_unit(source, unit)
+        note_unit(source, unit, tz)
         naive = from_epoch(t, unit)
         bad = (naive.is_null() & t.is_not_null()).arg_true()
         if bad.len():

@@ -65,7 +65,8 @@ def _merge_reports(parts: list, rows: int):
     return ValidationReport(rows=rows, symbols=tuple(sorted({s for p in parts for s in p.symbols})),
                             first_time=min(firsts, default=None), last_time=max(lasts, default=None),
                             gaps=pl.concat([p.gaps for p in parts]),
-                            suspicious=pl.concat([p.suspicious for p in parts]))
+                            suspicious=pl.concat([p.suspicious for p in parts]),
+                            server_tz=parts[0].server_tz if parts else "UTC")
 
 
 def _ascending() -> pl.Expr:
@@ -83,7 +84,7 @@ def _stage_file(path, out: Path, staged: Staged, *, symbol, timeframe, format, s
                             batch_rows=batch_rows)
         for batch in bar(batches, f"validate {Path(path).name}", "batch", progress):
             frame = batch if carry is None else pl.concat([carry, batch])
-            rep = validate_bars(frame, source=str(path), calendar=calendar, server_tz=server_tz)
+            rep = validate_bars(frame, source=str(path), calendar=calendar, server_tz=batches.grid_tz)
             if carry is not None:  # rows of the carry were reported with their own batch
                 rep.suspicious = rep.suspicious.filter(~pl.col("source_row").is_in(carry["source_row"].implode()))
             rep.rows = batch.height

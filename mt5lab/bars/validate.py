@@ -57,6 +57,7 @@ class ValidationReport:
     last_time: datetime | None
     gaps: pl.DataFrame = field(repr=False)
     suspicious: pl.DataFrame = field(repr=False)
+    server_tz: str = "UTC"  # the clock whose bar grid the bars were validated on
 
     def summary(self) -> dict[str, int]:
         """Plain numbers for notebooks and logs."""
@@ -240,7 +241,7 @@ def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str 
         bars = bars.with_columns(pl.col("time").dt.convert_time_zone("UTC"))
     if bars.is_empty():
         return ValidationReport(0, (), None, None, pl.DataFrame(schema=_GAP_SCHEMA),
-                                pl.DataFrame(schema=_SUSPICIOUS_SCHEMA))
+                                pl.DataFrame(schema=_SUSPICIOUS_SCHEMA), tz)
     layout, work = _Layout.of(bars)
     _first_violation(work, source, layout, tz)
     check_clock(work, source, cal, tz)
@@ -257,5 +258,6 @@ def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str 
         last_time=t.max(),
         gaps=pl.concat(gaps).cast(_GAP_SCHEMA),
         suspicious=_suspicious(work, layout),
+        server_tz=tz,
     )
 

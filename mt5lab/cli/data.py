@@ -54,9 +54,10 @@ def update(paths, symbol, timeframe, fmt, server_tz, calendar, offline_only, pro
     from mt5lab.bars.ingest import read_files
     from mt5lab.online.update import update as run
 
-    bars, _ = read_files(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
-                         server_tz=server_tz, calendar=calendar or "fx")
-    res = run(bars, profile=profile, timeframe=timeframe.upper(), calendar=calendar, server_tz=server_tz,
+    bars, reports = read_files(paths, symbol=symbol, timeframe=timeframe.upper(), format=fmt,
+                               server_tz=server_tz, calendar=calendar or "fx")
+    grid = reports[0].server_tz if reports else server_tz  # the clock the files were read on
+    res = run(bars, profile=profile, timeframe=timeframe.upper(), calendar=calendar, server_tz=grid,
               source=paths[0] if len(paths) == 1 else "<inputs>", online=not offline_only)
     click.echo(res.summary())
 

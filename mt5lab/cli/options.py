@@ -19,12 +19,16 @@ def calendar_option(default: str | None = "fx", help: str = "Market calendar for
                         show_default=default is not None, help=help)
 
 
-def server_tz_option():
-    return click.option("--server-tz", default=None,
-                        help="The broker's server clock the file's times are on: NY+7 (New York + 7 h, "
-                             "most FX brokers), an IANA zone (Europe/Athens), UTC, or Etc/GMT-2 (= UTC+2: "
-                             "Etc signs are inverted). Required for MT5/MT4 exports unless "
-                             "MT5LAB_SERVER_TZ is set; generic tables default to UTC.")
+FILE_CLOCK = ("The broker's server clock the file's times are on: NY+7 (New York + 7 h, most FX brokers), "
+              "an IANA zone (Europe/Athens), UTC, or Etc/GMT-2 (= UTC+2: Etc signs are inverted). Required "
+              "for MT5/MT4 exports and integer times unless MT5LAB_SERVER_TZ is set; generic tables with "
+              "date-times default to UTC.")
+GRID_CLOCK = ("The broker's server clock whose bar grid the stored bars are on (H4 and D1 are anchored at "
+              "its midnight). Default: MT5LAB_SERVER_TZ, else UTC.")
+
+
+def server_tz_option(help: str = FILE_CLOCK):
+    return click.option("--server-tz", default=None, help=help)
 
 
 def bar_file_options(*, timeframe_required: bool, timeframe_help: str, calendar_default: str | None,

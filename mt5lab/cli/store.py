@@ -8,7 +8,7 @@ import click
 
 from mt5lab.catalog import DEFAULT_TIMEFRAME
 from mt5lab.cli.common import common, open_offline
-from mt5lab.cli.options import TIMEFRAME, calendar_option, now_option
+from mt5lab.cli.options import GRID_CLOCK, TIMEFRAME, calendar_option, now_option, server_tz_option
 
 
 def _timeframes(store, given) -> list[str]:
@@ -95,9 +95,10 @@ def check() -> None:
 @click.option("--grace", default=None, help="Arrival delay allowed after a bar's close, e.g. 90s, 5m, 1h "
               "(default: half a bar, at most 15m).")
 @now_option("Check as of this ISO time with zone (replays).")
+@server_tz_option(GRID_CLOCK)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @common
-def check_freshness(timeframes, symbols, calendar, grace, now, as_json, profile):
+def check_freshness(timeframes, symbols, calendar, grace, now, server_tz, as_json, profile):
     """Age of each online value against its timeframe's cadence (calendar-aware); exit 1 if any is
     stale, expired, future or missing."""
     from datetime import timedelta
@@ -111,7 +112,7 @@ def check_freshness(timeframes, symbols, calendar, grace, now, as_json, profile)
             raise click.BadParameter("expected e.g. 90s, 5m or 1h", param_hint="--grace")
         gr = timedelta(**{units[grace[-1]]: float(grace[:-1])})
     df = freshness(list(symbols) or None, profile=profile, timeframes=[t.upper() for t in timeframes] or None,
-                   now=now, grace=gr, default_calendar=calendar)
+                   now=now, grace=gr, default_calendar=calendar, server_tz=server_tz)
     bad = problems(df)
     if as_json:
         click.echo(df.to_json(orient="records", date_format="iso"))

@@ -14,8 +14,8 @@ Friday's last bar is fresh. ``grace`` is the time a bar may take to arrive after
 ``fresh``     otherwise.
 
 The calendars know regular holidays (:mod:`mt5lab.bars.holidays`), so a holiday is not "behind"; an
-ad-hoc closure shows as behind until the next bar. Expected closes follow each symbol's server-clock
-grid (``MT5LAB_SERVER_TZ``; UTC for the bundled samples).
+ad-hoc closure shows as behind until the next bar. Expected closes follow the server clock's bar grid
+(``server_tz``, default ``MT5LAB_SERVER_TZ``, else UTC).
 Symbol -> calendar: ``calendars`` argument, else the bundled samples' calendar, else ``default``.
 """
 
@@ -27,7 +27,6 @@ import pandas as pd
 
 from mt5lab.bars.calendars import expected_bar_opens, expected_latest_close, symbol_calendar
 from mt5lab.bars.clock import resolve_server_tz
-from mt5lab.bars.samples import SAMPLES
 from mt5lab.catalog import TIMEFRAMES, check_timeframe, ttl
 from mt5lab.config import resolve
 from mt5lab.online.reader import reader
@@ -50,22 +49,17 @@ def _bars_between(last_close: datetime, expected: datetime, tf: str, cal: str, s
     return expected_bar_opens(last_close, expected - step, tf, cal, server_tz).len()
 
 
-def _server_tz(symbol: str) -> str:
-    """The clock whose bar grid ``symbol`` is on: UTC for a bundled sample, else the desk's
-    ``MT5LAB_SERVER_TZ`` (UTC when unset)."""
-    return "UTC" if symbol in SAMPLES else resolve_server_tz(None, symbol, required=False)
-
-
-def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendars, default, profile):
+def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendars, default, profile,
+          tz: str):
     step, life = TIMEFRAMES[tf], ttl(tf)
     rows = reader(profile, tf).read(symbols, now=now, keep_expired=True)
     expected = {}
     out = []
     for j, sym in enumerate(symbols):
-        cal, tz = symbol_calendar(sym, default, calendars), _server_tz(sym)
-        if (cal, tz) not in expected:
-            expected[cal, tz] = expected_latest_close(now - grace, tf, cal, tz)
-        exp = expected[cal, tz]
+        cal = symbol_calendar(sym, default, calendars)
+        if cal not in expected:
+            expected[cal] = expected_latest_close(now - grace, tf, cal, tz)
+        exp = expected[cal]
         for view, stamps in rows.event_timestamps.items():
             ts = stamps[j]
             rec = dict(timeframe=tf, view=view, symbol=sym, calendar=cal, event_timestamp=ts,
@@ -86,14 +80,17 @@ def _rows(tf: str, symbols: list[str], now: datetime, grace: timedelta, calendar
 def freshness(symbols: list[str] | None = None, *, profile=None, timeframes=None,
               now: datetime | None = None, grace: timedelta | None = None,
               calendars: dict[str, str] | None = None, default_calendar: str = "fx",
-              store=None) -> pd.DataFrame:
+              store=None, server_tz: str | None = None) -> pd.DataFrame:
     """One row per timeframe, view and symbol (columns :data:`COLUMNS`).
 
     ``symbols``: default, every symbol with features in the offline store (per timeframe);
     ``timeframes``: one, a list, or default every stored timeframe; ``now``: default the wall
-    clock (tests pass it explicitly). A row is a problem when ``status`` is in :data:`PROBLEMS`.
+    clock (tests pass it explicitly); ``server_tz``: the server clock whose bar grid the expected
+    closes follow (H4, D1: anchored at its midnight; default ``MT5LAB_SERVER_TZ``, else UTC). A row
+    is a problem when ``status`` is in :data:`PROBLEMS`.
     """
     prof = resolve(profile)
+    tz = resolve_server_tz(server_tz, "freshness", required=False)
     now = datetime.now(UTC) if now is None else now
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be timezone-aware, got naive {now!r}")
@@ -106,7 +103,7 @@ def freshness(symbols: list[str] | None = None, *, profile=None, timeframes=None
         syms = list(symbols) if symbols else sorted(store.latest_features(tf)["symbol"].to_list())
         if syms:
             out += _rows(tf, syms, now, default_grace(tf) if grace is None else grace, calendars,
-                         default_calendar, prof)
+                         default_calendar, prof, tz)
     return pd.DataFrame(out, columns=list(COLUMNS))
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from mt5lab.bars.calendars import calendar_for
-from mt5lab.bars.schema import canonical
+from mt5lab.bars.schema import canonical, grid_tz
 from mt5lab.bars.validate import validate_bars
 from mt5lab.catalog import TIMEFRAMES
 from mt5lab.config import resolve
@@ -85,11 +85,12 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     """
     prof = resolve(profile)
     store = store or open_store(prof)
+    grid = grid_tz(new_bars, server_tz)
     frame = canonical(new_bars, timeframe, server_tz=server_tz, source=source)
     tfs = frame["timeframe"].unique().to_list()
     tf = tfs[0] if len(tfs) == 1 else (timeframe or "D1").upper()
     cal = calendar or calendar_for(frame["symbol"].unique().to_list())
-    report = validate_bars(frame, source=source, calendar=cal, server_tz=server_tz)  # and mixed timeframes
+    report = validate_bars(frame, source=source, calendar=cal, server_tz=grid)  # and mixed timeframes
     if frame.height == 0:
         return UpdateResult(tf, 0, WriteResult(0, 0, 0), WriteResult(0, 0, 0), report=report)
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):
