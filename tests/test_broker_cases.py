@@ -88,7 +88,7 @@ def test_h4_grid_is_anchored_at_the_server_midnight():
     want = expected_bar_opens(utc(2024, 2, 29, 22), utc(2024, 3, 15, 17), "H4", "fx", "NY+7")
     assert want.to_list() == bars["time"].to_list()
     # on the UTC grid, the same bars are refused with a message that names the grid
-    with pytest.raises(BarValidationError, match="time not aligned.*grid anchored at UTC midnight"):
+    with pytest.raises(BarValidationError, match="time not aligned.*H4 grid anchored at UTC midnight"):
         validate_bars(bars, server_tz="UTC")
 
 
@@ -408,3 +408,46 @@ def test_freshness_follows_the_server_grid(tmp_path, monkeypatch):
     finally:
         store_mod._STORES.clear()
         online_reader.clear_cache()
+
+
+def test_a_dst_fold_split_across_update_calls_keeps_both_bars(tmp_path):
+    """Europe/Athens repeats 03:00 on 2024-10-27 (03:00 EEST = 00:00 UTC, 03:00 EET = 01:00 UTC). The
+    hot path sends the second 03:00 on its own; it must not overwrite the first."""
+    from mt5lab.online.update import update
+
+    def hours(*hh: int, base: float = 60000.0) -> pl.DataFrame:
+        n = len(hh)
+        return pl.DataFrame({"symbol": "BTCUSD", "time": [utc(2024, 10, 27, h).replace(tzinfo=None) for h in hh],
+                             "open": [base + i for i in range(n)], "high": [base + 50 + i for i in range(n)],
+                             "low": [base - 50 + i for i in range(n)], "close": [base + 10 + i for i in range(n)],
+                             "tick_volume": [100 + i for i in range(n)]})
+
+    store = LocalStore(tmp_path / "data")
+    kw = dict(timeframe="H1", store=store, online=False, now=utc(2024, 11, 1), server_tz="Europe/Athens",
+              calendar="24x7")
+    first = update(hours(1, 2, 3), **kw)  # 01:00, 02:00 EEST and the first 03:00
+    assert first.bars.inserted == 3
+    second = update(hours(3, 4, base=70000.0), **kw)  # the second 03:00 (EET), then 04:00
+    assert (second.bars.inserted, second.bars.updated) == (2, 0)
+    got = store.read_bars("H1", ["BTCUSD"])
+    assert got["time"].to_list() == [utc(2024, 10, 26, 22), utc(2024, 10, 26, 23), utc(2024, 10, 27, 0),
+                                      utc(2024, 10, 27, 1), utc(2024, 10, 27, 2)]
+    assert got["open"].to_list() == [60000.0, 60001.0, 60002.0, 70000.0, 70001.0]
+    # re-sending either call changes nothing
+    assert update(hours(1, 2, 3), **kw).bars.unchanged == 3
+    assert update(hours(3, 4, base=70000.0), **kw).bars.unchanged == 2
+
+
+def test_an_h1_file_read_as_m30_warns_about_the_timeframe():
+    bars = read_bars(H1, symbol="EURUSD", timeframe="M30", server_tz="NY+7")
+    with pytest.warns(Mt5LabWarning, match="EURUSD bars are typically H1 apart, read as M30: is the timeframe H1?"):
+        validate_bars(bars, server_tz="NY+7")
+    with pytest.raises(BarValidationError, match="H4 grid anchored at NY\\+7 midnight: is the timeframe or server_tz"):
+        validate_bars(read_bars(H1, symbol="EURUSD", timeframe="H4", server_tz="NY+7"), server_tz="NY+7")
+
+
+def test_clock_names_in_any_case_and_a_bad_desk_clock_names_its_variable(monkeypatch):
+    assert read_bars(H4, symbol="EURUSD", timeframe="H4", server_tz="ny+7")["time"][0] == utc(2024, 2, 29, 22)
+    monkeypatch.setenv("MT5LAB_SERVER_TZ", "Nowhere/Zone")
+    with pytest.raises(ConfigError, match="^MT5LAB_SERVER_TZ: unknown server_tz 'Nowhere/Zone'"):
+        read_bars(H4, symbol="EURUSD", timeframe="H4")

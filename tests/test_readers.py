@@ -72,7 +72,7 @@ def test_mt5_daily_bar_opens_at_the_server_midnight(tmp_path):
     assert validate_bars(bars, server_tz="Europe/Athens").rows == 2
     # on the UTC grid those opens are not midnights: the grid is the server's, and says so
     err = expect_error("time not aligned", 1, lambda: validate_bars(bars, server_tz="UTC"))
-    assert "grid anchored at UTC midnight" in str(err)
+    assert "D1 grid anchored at UTC midnight: is the timeframe or server_tz wrong?" in str(err)
     with pytest.raises(ConfigError, match="EURUSD_D1.csv: times are on the broker's server clock"):
         read_mt5_export(path, symbol="EURUSD", timeframe="D1")  # no silent UTC default for an MT5 export
 

@@ -54,9 +54,9 @@ Fail = Callable[..., BarValidationError]
 
 
 def check_server_tz(server_tz: str) -> str:
-    """``server_tz`` itself if it names a clock mt5lab knows, else ConfigError (one line)."""
-    if server_tz == NY_CLOSE:
-        return server_tz
+    """The clock ``server_tz`` names (``utc`` and ``ny+7`` in any case too), else ConfigError (one line)."""
+    if isinstance(server_tz, str) and server_tz.strip().upper() in (NY_CLOSE, "UTC"):
+        return server_tz.strip().upper()
     try:
         ZoneInfo(server_tz)
     except (ValueError, KeyError, OSError, TypeError) as exc:  # ZoneInfoNotFoundError is a KeyError
@@ -75,7 +75,12 @@ def resolve_server_tz(server_tz: str | None, source: str, *, required: bool) -> 
     """
     if server_tz is None:
         load_env()
-        server_tz = os.environ.get(SERVER_TZ_ENV) or None
+        from_env = os.environ.get(SERVER_TZ_ENV) or None
+        if from_env is not None:
+            try:
+                return check_server_tz(from_env)
+            except ConfigError as exc:
+                raise ConfigError(f"{SERVER_TZ_ENV}: {exc}") from None
     if server_tz is None:
         if required:
             raise ConfigError(f"{source}: times are on the broker's server clock: pass server_tz= "

@@ -16,6 +16,7 @@ the symbol's market is closed: the sign of a wrong ``server_tz``.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,7 +27,7 @@ from mt5lab.bars.clock import resolve_server_tz, to_server
 from mt5lab.bars.clock_check import check_clock
 from mt5lab.bars.schema import to_polars
 from mt5lab.catalog import BAR_COLUMNS, TIMEFRAMES
-from mt5lab.errors import BarValidationError
+from mt5lab.errors import BarValidationError, Mt5LabWarning
 
 PRICES = ("open", "high", "low", "close")
 RULES: tuple[str, ...] = (
@@ -190,7 +191,7 @@ def _first_violation(df: pl.DataFrame, source: str, layout: _Layout, server_tz: 
     shown = {c: values[c] for c in ("symbol", "timeframe", "time", *PRICES) if c in values}
     detail = ", ".join(f"{c}={_shown(v)}" for c, v in shown.items())
     if RULES[k] == "time not aligned":
-        detail += f" (grid anchored at {server_tz} midnight; is server_tz right?)"
+        detail += f" (the {values.get('timeframe')} grid anchored at {server_tz} midnight: is the timeframe or server_tz wrong?)"
     raise BarValidationError(source, row, RULES[k], detail)
 
 
@@ -225,6 +226,20 @@ def _suspicious(df: pl.DataFrame, layout: _Layout) -> pl.DataFrame:
     )
 
 
+def _check_spacing(series, source: str) -> None:
+    """Warn when a series' typical spacing is another timeframe (an H1 file read as M30 is aligned
+    and valid, but half its bars would be gaps)."""
+    for sym, tf, times in series:
+        step = TIMEFRAMES.get(tf)
+        if step is None or step >= timedelta(days=1) or times.len() < 20:
+            continue
+        typical = times.diff().drop_nulls().median()
+        other = next((name for name, d in TIMEFRAMES.items() if d == typical and d > step), None)
+        if other is not None:
+            warnings.warn(f"{source}: {sym} bars are typically {other} apart, read as {tf}: is the timeframe "
+                          f"{other}?", Mt5LabWarning, stacklevel=3)
+
+
 def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str = "fx",
                   server_tz: str | None = None) -> ValidationReport:
     """Check ``bars`` (canonical schema, optional ``source_row``) and report extent, gaps, oddities.
@@ -250,6 +265,7 @@ def validate_bars(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str 
         .select(pl.lit(sym, pl.String).alias("symbol"), pl.lit(tf, pl.String).alias("timeframe"), pl.all())
         for sym, tf, times in layout.series(bars)
     ]
+    _check_spacing(layout.series(bars), source)
     t = bars["time"]
     return ValidationReport(
         rows=bars.height,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -30,6 +31,8 @@ def common(fn):
         logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
                             format="%(levelname)s %(name)s: %(message)s")
         install_log_redaction()
+        if not sys.stderr.isatty():  # a log or a pipe: no progress bars between the one-line messages
+            os.environ.setdefault("TQDM_DISABLE", "1")
         if not verbose:  # psycopg warns about a COPY it could not end after a lost connection; the
             logging.getLogger("psycopg").setLevel(logging.ERROR)  # error line below says it all
         try:

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 import polars as pl
 
 from mt5lab.bars.calendars import calendar_for
+from mt5lab.bars.folds import second_occurrences
 from mt5lab.bars.schema import canonical, grid_tz
 from mt5lab.bars.validate import validate_bars
 from mt5lab.catalog import TIMEFRAMES
@@ -89,6 +90,8 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     frame = canonical(new_bars, timeframe, server_tz=server_tz, source=source)
     tfs = frame["timeframe"].unique().to_list()
     tf = tfs[0] if len(tfs) == 1 else (timeframe or "D1").upper()
+    if len(tfs) == 1:  # a DST fold's second hour sent on its own (mt5lab.bars.folds)
+        frame = second_occurrences(frame, tf, grid, store)
     cal = calendar or calendar_for(frame["symbol"].unique().to_list())
     report = validate_bars(frame, source=source, calendar=cal, server_tz=grid)  # and mixed timeframes
     if frame.height == 0:
