@@ -5,12 +5,13 @@ BIN     := $(VENV)/bin
 LOCK    := requirements-lock.txt
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test install lint lab report bench soak soak-ci audit clean-data help
+.PHONY: demo test install lint lab ui report bench soak soak-ci audit clean-data help
 
 help:
 	@echo "make demo    - install into .venv, load the real samples, build, apply, materialize, print online features"
 	@echo "make test    - the whole test suite (unit, services, notebooks); what CI runs"
 	@echo "make lab     - JupyterLab on notebooks/ with an mt5lab kernel"
+	@echo "make ui      - Feast's web UI (feast ui) on http://127.0.0.1:8888 [UI_PORT= PROFILE= TIMEFRAME=]"
 	@echo "make report  - execute every notebook into reports/ (ipynb, HTML, PNG, index.html)"
 	@echo "make bench   - run the benchmarks (ratios against baselines, one run)"
 	@echo "make lint    - ruff"
@@ -40,6 +41,37 @@ lint: $(STAMP)
 lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --user --name mt5lab --display-name "mt5lab (.venv)"
 	$(BIN)/jupyter lab notebooks/
+
+# Feast's own web UI (the server `feast ui` runs) on 127.0.0.1 only:
+#   make ui [UI_PORT=8888] [PROFILE=local|postgres] [TIMEFRAME=D1|H1|...]
+# PROFILE and TIMEFRAME default to MT5LAB_PROFILE and MT5LAB_TIMEFRAME. The store is mt5lab's
+# (mt5lab.feast_repo.store.feature_store): the profile's variables from the environment, then .env,
+# then defaults (data dir: data/), secrets substituted in memory, the timeframe's Feast project. So it
+# needs no exported MT5LAB_DATA_DIR and works for the postgres profile too (an empty trust-auth
+# password, a password with URL characters), where the plain `feast` CLI's substitution does not.
+UI_PORT   ?= 8888
+PROFILE   ?= $(MT5LAB_PROFILE)
+TIMEFRAME ?= $(MT5LAB_TIMEFRAME)
+define UI_PY_SRC
+import sys
+from mt5lab.catalog import DEFAULT_TIMEFRAME
+from mt5lab.config import data_dir, profile_name
+from mt5lab.feast_repo.store import feature_store
+try:
+    port, profile, tf = int(sys.argv[1]), sys.argv[2] or None, sys.argv[3] or DEFAULT_TIMEFRAME
+    name = profile_name(profile)
+    fs = feature_store(name, tf)
+except Exception as exc:
+    sys.exit(f"error: {exc}")
+tf = tf.upper()
+print(f"Feast UI (profile {name}, timeframe {tf}, data dir {data_dir()}): "
+      f"http://127.0.0.1:{port}/p/{fs.project}/feature-view/", flush=True)
+fs.serve_ui(host="127.0.0.1", port=port)
+endef
+
+ui: export UI_PY = $(UI_PY_SRC)
+ui: $(STAMP)
+	@exec $(BIN)/python -c "$$UI_PY" '$(UI_PORT)' '$(PROFILE)' '$(TIMEFRAME)'
 
 report: $(STAMP)
 	$(BIN)/python -m mt5lab.notebook.report reports/
