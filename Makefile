@@ -83,6 +83,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_online.py
 	$(BIN)/python benchmarks/bench_server.py
 	$(BIN)/python benchmarks/bench_training_set.py
+	@command -v wrk >/dev/null || { echo "bench_wrk.py needs wrk: apt-get install wrk"; exit 1; }
+	$(BIN)/python benchmarks/bench_wrk.py
 
 soak: $(STAMP)
 	$(BIN)/python benchmarks/bench_soak.py --seconds 300

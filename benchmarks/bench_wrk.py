@@ -1,0 +1,120 @@
+"""Requests/s of ``mt5lab serve``: mt5lab's handler against Feast's own, measured with ``wrk``.
+
+Both servers run on the same store, one after the other, on a free loopback port; ``wrk`` (Debian's
+``apt-get install wrk``) sends ``POST /get-online-features`` (1 symbol x the 42 features of
+``mt5_v1``, ``Content-Type: application/json``) closed loop for a bounded time:
+
+    python benchmarks/bench_wrk.py [--duration 10] [--threads 2] [--connections 16] [--workers 2]
+                                   [--profile postgres|local]
+
+The default profile is the team one (Redis online store with a password, SQL registry in a fresh
+PostgreSQL database, both throwaway) as in ``bench_server.py``; ``local`` is SQLite. ``wrk``'s
+output is printed verbatim, then the ratio and the machine load (``uptime``): ``wrk`` shares the
+cores with the server, so the numbers are a lower bound of what a separate client would see.
+Every answer must be a 200 (``wrk`` reports any other as "Non-2xx or 3xx responses").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from synthetic import synthetic_bars
+
+SYMBOL = "SYM0000"
+LUA = """wrk.method = "POST"
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def _setup() -> None:
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.update import update
+
+    apply(None, "D1")
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    update(synthetic_bars(5, 260, timeframe="D1", start=today - timedelta(days=261)), calendar="24x7")
+
+
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _check(port: int, body: str) -> None:
+    """One request first: a 200 with the symbol and the 42 features, or the run is meaningless."""
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/get-online-features", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        names = json.loads(r.read())["metadata"]["feature_names"]
+    if len(names) != 43:
+        raise RuntimeError(f"unexpected answer: {names}")
+
+
+def _wrk(port: int, script: str, args) -> tuple[str, float, int]:
+    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency",
+           "-s", script, f"http://127.0.0.1:{port}/get-online-features"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return out, rps, int(bad.group(1)) if bad else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per handler (max 60)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=2, help="server worker processes")
+    ap.add_argument("--profile", choices=("postgres", "local"), default="postgres")
+    args = ap.parse_args()
+    if not 0 < args.duration <= 60 or not 0 < args.connections <= 64:
+        ap.error("--duration must be 1..60 s and --connections 1..64 (a bounded test)")
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+
+    from mt5lab.testing.sandbox import postgres_profile_env, serve_process
+
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ["MT5LAB_DATA_DIR"] = tempfile.mkdtemp(prefix="bench_wrk_")
+    body = json.dumps({"feature_service": "mt5_v1", "entities": {"symbol": [SYMBOL]}})
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(LUA.format(body=json.dumps(body)))
+    print(f"machine: {os.cpu_count()} cores; {_uptime()}")
+    print(f"mt5lab serve ({args.workers} workers, profile {args.profile}) <- wrk -t{args.threads} "
+          f"-c{args.connections} -d{args.duration}s, POST /get-online-features 1 symbol x mt5_v1")
+    rps = {}
+    env = postgres_profile_env() if args.profile == "postgres" else contextlib.nullcontext()
+    with env:
+        if args.profile == "local":
+            os.environ["MT5LAB_PROFILE"] = "local"
+        _setup()
+        for label, extra in (("mt5lab handler", []), ("Feast handler", ["--feast-handler"])):
+            with serve_process("--workers", str(args.workers), *extra) as (port, _):
+                _check(port, body)
+                out, rps[label], bad = _wrk(port, f.name, args)
+            print(f"--- {label} ({'--feast-handler' if extra else 'default'}); {_uptime()}")
+            print(out.rstrip())
+            if bad:
+                print(f"{label}: {bad} answers were not 200", file=sys.stderr)
+    os.unlink(f.name)
+    ours, feast = rps["mt5lab handler"], rps["Feast handler"]
+    print(f"requests/s: mt5lab {ours:.1f}, Feast {feast:.1f}: {ours / max(feast, 1e-9):.1f}x; {_uptime()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
