@@ -42,36 +42,15 @@ lab: $(STAMP)
 	$(BIN)/python -m ipykernel install --user --name mt5lab --display-name "mt5lab (.venv)"
 	$(BIN)/jupyter lab notebooks/
 
-# Feast's own web UI (the server `feast ui` runs) on 127.0.0.1 only:
+# Feast's own web UI (the server `feast ui` runs) on 127.0.0.1 only: `mt5lab ui`, which takes the
+# store from mt5lab's setup (works for postgres and without exported variables).
 #   make ui [UI_PORT=8888] [PROFILE=local|postgres] [TIMEFRAME=D1|H1|...]
-# PROFILE and TIMEFRAME default to MT5LAB_PROFILE and MT5LAB_TIMEFRAME. The store is mt5lab's
-# (mt5lab.feast_repo.store.feature_store): the profile's variables from the environment, then .env,
-# then defaults (data dir: data/), secrets substituted in memory, the timeframe's Feast project. So it
-# needs no exported MT5LAB_DATA_DIR and works for the postgres profile too (an empty trust-auth
-# password, a password with URL characters), where the plain `feast` CLI's substitution does not.
 UI_PORT   ?= 8888
 PROFILE   ?= $(MT5LAB_PROFILE)
 TIMEFRAME ?= $(MT5LAB_TIMEFRAME)
-define UI_PY_SRC
-import sys
-from mt5lab.catalog import DEFAULT_TIMEFRAME
-from mt5lab.config import data_dir, profile_name
-from mt5lab.feast_repo.store import feature_store
-try:
-    port, profile, tf = int(sys.argv[1]), sys.argv[2] or None, sys.argv[3] or DEFAULT_TIMEFRAME
-    name = profile_name(profile)
-    fs = feature_store(name, tf)
-except Exception as exc:
-    sys.exit(f"error: {exc}")
-tf = tf.upper()
-print(f"Feast UI (profile {name}, timeframe {tf}, data dir {data_dir()}): "
-      f"http://127.0.0.1:{port}/p/{fs.project}/feature-view/", flush=True)
-fs.serve_ui(host="127.0.0.1", port=port)
-endef
-
-ui: export UI_PY = $(UI_PY_SRC)
 ui: $(STAMP)
-	@exec $(BIN)/python -c "$$UI_PY" '$(UI_PORT)' '$(PROFILE)' '$(TIMEFRAME)'
+	@exec $(BIN)/mt5lab ui --port '$(UI_PORT)' $(if $(PROFILE),--profile '$(PROFILE)') \
+	  $(if $(TIMEFRAME),--timeframe '$(TIMEFRAME)')
 
 report: $(STAMP)
 	$(BIN)/python -m mt5lab.notebook.report reports/

@@ -2,7 +2,7 @@
 ``mt5lab = "mt5lab.cli:main"``; ``python -m mt5lab.cli`` runs it too).
 
 The verbs live by concern: :mod:`.data` (ingest, update, build), :mod:`.store` (apply,
-materialize, online, serve, check freshness), :mod:`.research` (training-set, catalog, demo).
+materialize, online, serve, ui, check freshness), :mod:`.research` (training-set, catalog, demo).
 :mod:`.common` is what every verb shares (``--profile``, ``--verbose``, one-line errors with exit
 codes), :mod:`.options` the options several verbs share (bar-file reading with ``--server-tz`` and
 ``--calendar``, ``--now``), :mod:`.render` how an online read is printed (table and JSON).
@@ -18,7 +18,7 @@ import click
 
 from mt5lab.cli.data import build, ingest, update
 from mt5lab.cli.research import catalog, demo, training_set
-from mt5lab.cli.store import apply, check, materialize, online, serve
+from mt5lab.cli.store import apply, check, materialize, online, serve, ui
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ def cli() -> None:
 
 
 for _command in (ingest, build, apply, materialize, online, catalog, demo, training_set, update, serve,
-                 check):
+                 ui, check):
     cli.add_command(_command)
 
 

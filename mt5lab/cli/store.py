@@ -83,6 +83,27 @@ def serve(host, port, timeframe, workers, feast_handler, profile):
         feast_handler=feast_handler, echo=click.echo)
 
 
+@click.command()
+@click.option("--port", default=8888, type=int, show_default=True)
+@click.option("--timeframe", type=TIMEFRAME, default=DEFAULT_TIMEFRAME, show_default=True,
+              help="Timeframe (Feast project) the page opens on; every applied one is in the selector.")
+@common
+def ui(port, timeframe, profile):
+    """Feast's web UI (the server `feast ui` runs) on 127.0.0.1 only, on the profile's store.
+
+    The store comes from mt5lab's setup (variables from the environment or .env, secrets in memory),
+    so it works for the postgres profile and without exported variables. Ctrl-C stops it.
+    """
+    from mt5lab.config import data_dir, profile_name
+    from mt5lab.feast_repo.store import feature_store
+
+    name = profile_name(profile)
+    fs = feature_store(name, timeframe.upper())
+    click.echo(f"Feast UI (profile {name}, timeframe {timeframe.upper()}, data dir {data_dir()}): "
+               f"http://127.0.0.1:{port}/p/{fs.project}/feature-view/")
+    fs.serve_ui(host="127.0.0.1", port=port)  # loopback: Feast's UI server has no login
+
+
 @click.group()
 def check() -> None:
     """Checks for schedulers: print a report, exit non-zero on a problem."""
