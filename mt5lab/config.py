@@ -7,6 +7,11 @@ Feast's ``RepoConfig`` from the result. No file with a credential is ever writte
 
 The timeframe picks the Feast project: D1 (the default) is the yaml's ``project``, every other
 timeframe is ``<project>_<tf>``; each project holds the same six views and one ``mt5_v1`` service.
+
+Feast's own ``feast`` CLI reads the same yaml with ``os.path.expandvars``, which keeps an unset
+``${VAR}`` as literal text. The local profile's path hooks (the registry store and the SQLite online
+store in :mod:`mt5lab.feast_repo`) pass every path through :func:`expand_defaults`, so an unset
+``MT5LAB_DATA_DIR`` means :func:`data_dir` there too and a literal ``${VAR}`` never becomes a directory.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from mt5lab.catalog import DEFAULT_TIMEFRAME, check_timeframe
+from mt5lab.catalog import DEFAULT_TIMEFRAME, TIMEFRAMES, check_timeframe
 from mt5lab.envsubst import expand, is_secret
 from mt5lab.errors import ConfigError
 
@@ -71,8 +76,40 @@ def project_for(base: str, timeframe: str) -> str:
     return base if tf == DEFAULT_TIMEFRAME else f"{base}_{tf.lower()}"
 
 
+def split_project(project: str) -> tuple[str, str]:
+    """The inverse of :func:`project_for`: ``"mt5lab_h1"`` -> ``("mt5lab", "H1")``, ``"mt5lab"`` -> D1."""
+    for tf in TIMEFRAMES:
+        suffix = f"_{tf.lower()}"
+        if tf != DEFAULT_TIMEFRAME and project.endswith(suffix) and len(project) > len(suffix):
+            return project[: -len(suffix)], tf
+    return project, DEFAULT_TIMEFRAME
+
+
 def _defaults() -> dict[str, str]:
     return {"MT5LAB_DATA_DIR": str(data_dir())}
+
+
+def expand_defaults(text: str) -> str:
+    """``text`` with every ``${VAR}`` replaced by its value (environment, then ``.env``) or, when unset
+    or empty, mt5lab's default for it (``MT5LAB_DATA_DIR``: :func:`data_dir`).
+
+    For paths only (an error names the text). Feast leaves an unset ``${VAR}`` in place; this is what
+    turns such a path into the directory mt5lab itself uses. A variable without a default that is
+    not set is a ConfigError, never a directory named ``${VAR}``.
+    """
+    if "$" not in text:
+        return text
+    load_env()
+    defaults = _defaults()
+
+    def value(m: re.Match) -> str:
+        var = m.group(1)
+        val = os.environ.get(var) or defaults.get(var)
+        if not val:
+            raise ConfigError(f"{var} is not set (nor in .env), so the path {text!r} cannot be resolved")
+        return val
+
+    return _VAR.sub(value, text)
 
 
 def _yaml_text(name: str) -> str:

@@ -56,7 +56,22 @@ def feature_store(profile: str | Profile | None = None, timeframe: str = DEFAULT
     naming all missing ones), its secrets substituted into the *parsed* config in memory (no file
     with a credential is written) and the registry opened (a SQL registry under an advisory lock).
     D1 is the Feast project ``mt5lab``; every other timeframe its own project (``mt5lab_h1``, ...).
-    One store per (profile, timeframe) is cached per process.
+    One store per (profile, timeframe) is cached per process. It is Feast's own object: every Feast
+    SDK call works on it, with the project, registry and stores the profile names.
+
+    Example (after ``make demo``)::
+
+        import pandas as pd
+        import mt5lab
+
+        fs = mt5lab.feature_store()                   # local profile, D1: Feast project "mt5lab"
+        service = fs.get_feature_service("mt5_v1")    # all 42 catalog features
+        online = fs.get_online_features(features=service, entity_rows=[{"symbol": "GOOG"}]).to_dict()
+        entity_df = pd.DataFrame({"symbol": ["GOOG", "GOOG"],
+                                  "event_timestamp": pd.to_datetime(["2013-01-02 12:00", "2013-03-02 00:00"],
+                                                                    utc=True)})
+        train = fs.get_historical_features(entity_df=entity_df, features=service).to_df()
+        fs_h1 = mt5lab.feature_store(timeframe="H1")  # project "mt5lab_h1": EURUSD's hourly views
 
     Args:
         profile: ``"local"``, ``"postgres"``, a loaded :class:`mt5lab.config.Profile`, or None
