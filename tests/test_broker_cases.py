@@ -451,3 +451,26 @@ def test_clock_names_in_any_case_and_a_bad_desk_clock_names_its_variable(monkeyp
     monkeypatch.setenv("MT5LAB_SERVER_TZ", "Nowhere/Zone")
     with pytest.raises(ConfigError, match="^MT5LAB_SERVER_TZ: unknown server_tz 'Nowhere/Zone'"):
         read_bars(H4, symbol="EURUSD", timeframe="H4")
+
+
+def test_reingesting_with_another_clock_does_not_mix_grids(tmp_path):
+    """The New York-server D1 file stored with its clock, then again as NY+7: refused, nothing written
+    (the second read would add a copy of every bar 7 h earlier instead of replacing them)."""
+    path = CASES / "EURUSD_D1_newyork_server.csv"
+    store = LocalStore(tmp_path / "data")
+    ingest_files(store, [path], symbol="EURUSD", timeframe="D1", server_tz="America/New_York", progress=False)
+    before = store.read_bars("D1")
+    with pytest.raises(BarValidationError, match=r"stored bars on another grid: stored EURUSD D1 bars open at "
+                                                 r"2024-02-29 05:00 UTC, not on the UTC grid"):
+        ingest_files(store, [path], symbol="EURUSD", timeframe="D1", server_tz="UTC", progress=False)
+    with pytest.raises(BarValidationError, match="bar while market closed"):  # its Sunday bar, as above
+        ingest_files(store, [path], symbol="EURUSD", timeframe="D1", server_tz="NY+7", progress=False)
+    from mt5lab.online.update import update
+
+    utc_read = read_bars(path, symbol="EURUSD", timeframe="D1", server_tz="UTC").drop("source_row")
+    with pytest.raises(BarValidationError, match="stored bars on another grid"):  # the hot path too
+        update(utc_read, store=store, online=False, now=utc(2024, 6, 1), server_tz="UTC")
+    assert store.read_bars("D1").equals(before)
+    again = ingest_files(store, [path], symbol="EURUSD", timeframe="D1", server_tz="America/New_York",
+                         progress=False)
+    assert again.write.unchanged == before.height

@@ -32,6 +32,7 @@ from mt5lab.bars.staging import (
     staged_frame,
     staged_tf,
 )
+from mt5lab.bars.stored_grid import check_stored_grid
 from mt5lab.bars.validate import validate_bars
 from mt5lab.storage import OfflineStore, WriteResult
 
@@ -63,6 +64,8 @@ def ingest_files(store: OfflineStore, paths: Iterable[str | Path], *, symbol: st
     with _workdir("ingest") as work:
         staged = stage(paths, work, symbol=symbol, timeframe=timeframe, format=format, server_tz=server_tz,
                        calendar=calendar, batch_rows=batch_rows, progress=progress)
+        for src, rng, rep in zip(staged.sources, staged.ranges, staged.reports, strict=True):
+            check_stored_grid(store, timeframe.upper(), rng, rep.server_tz, src)
         res = write_staged(store, staged, batch_rows)
         return IngestResult(staged.rows, res, staged.reports)
 

@@ -27,6 +27,7 @@ import polars as pl
 from mt5lab.bars.calendars import calendar_for
 from mt5lab.bars.folds import second_occurrences
 from mt5lab.bars.schema import canonical, grid_tz
+from mt5lab.bars.stored_grid import check_stored_grid
 from mt5lab.bars.validate import validate_bars
 from mt5lab.catalog import TIMEFRAMES
 from mt5lab.config import resolve
@@ -96,6 +97,8 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     report = validate_bars(frame, source=source, calendar=cal, server_tz=grid)  # and mixed timeframes
     if frame.height == 0:
         return UpdateResult(tf, 0, WriteResult(0, 0, 0), WriteResult(0, 0, 0), report=report)
+    ranges = frame.group_by("symbol").agg(lo=pl.col("time").min(), hi=pl.col("time").max())
+    check_stored_grid(store, tf, ranges, report.server_tz, source)
     if now is not None and (now.tzinfo is None or now.utcoffset() is None):
         raise ValueError(f"now must be timezone-aware, got naive {now!r}")
     _check_closed(frame, tf, now or datetime.now(UTC), source)
