@@ -17,6 +17,7 @@ Public API (names later code and users depend on):
 - :func:`compute_features` - the 42 catalog features of canonical bars (pure, TA-Lib).
 - :func:`feature_store` - Feast's ``FeatureStore`` of a profile and timeframe, secrets kept in memory.
 - :func:`update` - incremental update: new bars -> features -> offline + online, one step.
+- :func:`follow` - the live feed: a terminal (or a replayed file) kept in the stores, bar by bar.
 - :func:`online_features` / :class:`OnlineReader` - fast online reads with event timestamps
   and status (fresh, expired, future, missing); :func:`freshness` - staleness per view/symbol.
 - :func:`training_set` - point-in-time training sets (Feast semantics, polars speed);
@@ -30,6 +31,7 @@ from importlib.metadata import PackageNotFoundError, version
 from mt5lab import _warnings  # noqa: F401  (first: silences tqdm's notebook warning)
 from mt5lab.feast_repo.store import feature_store
 from mt5lab.features.compute import compute_features
+from mt5lab.online.follow import follow
 from mt5lab.online.freshness import freshness
 from mt5lab.online.reader import OnlineReader, online_features
 from mt5lab.online.update import update
@@ -41,5 +43,5 @@ try:
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["OnlineReader", "__version__", "compute_features", "feature_store", "freshness",
+__all__ = ["OnlineReader", "__version__", "compute_features", "feature_store", "follow", "freshness",
            "online_features", "save_training_set", "training_set", "update"]

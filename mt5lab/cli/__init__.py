@@ -2,7 +2,8 @@
 ``mt5lab = "mt5lab.cli:main"``; ``python -m mt5lab.cli`` runs it too).
 
 The verbs live by concern: :mod:`.data` (ingest, update, build), :mod:`.store` (apply,
-materialize, online, serve, ui, check freshness), :mod:`.research` (training-set, catalog, demo).
+materialize, online, serve, ui, check freshness), :mod:`.research` (training-set, catalog, demo),
+:mod:`.live` (follow, the live feed).
 :mod:`.common` is what every verb shares (``--profile``, ``--verbose``, one-line errors with exit
 codes), :mod:`.options` the options several verbs share (bar-file reading with ``--server-tz`` and
 ``--calendar``, ``--now``), :mod:`.render` how an online read is printed (table and JSON).
@@ -17,6 +18,7 @@ from __future__ import annotations
 import click
 
 from mt5lab.cli.data import build, ingest, update
+from mt5lab.cli.live import follow
 from mt5lab.cli.research import catalog, demo, training_set
 from mt5lab.cli.store import apply, check, materialize, online, serve, ui
 
@@ -28,7 +30,7 @@ def cli() -> None:
 
 
 for _command in (ingest, build, apply, materialize, online, catalog, demo, training_set, update, serve,
-                 ui, check):
+                 ui, check, follow):
     cli.add_command(_command)
 
 
