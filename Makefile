@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_online.py
 	$(BIN)/python benchmarks/bench_server.py
 	$(BIN)/python benchmarks/bench_training_set.py
+	$(BIN)/python benchmarks/bench_follow.py
 	@command -v wrk >/dev/null || { echo "bench_wrk.py needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python benchmarks/bench_wrk.py
 
