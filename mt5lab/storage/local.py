@@ -10,7 +10,6 @@ profile.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+from filelock import FileLock
 
 from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA, KEY, check_timeframe
 from mt5lab.errors import StoreError
@@ -51,13 +51,11 @@ class LocalStore(OfflineStore):
 
     @contextmanager
     def lock(self):
+        """The writer lock: an OS file lock on ``<root>/.mt5lab.lock`` (``flock`` on POSIX, ``msvcrt``
+        on Windows, through the ``filelock`` library), held across processes; not re-entrant."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".mt5lab.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with FileLock(self.root / ".mt5lab.lock"):
+            yield
 
     # -- io ------------------------------------------------------------------------------------
     @staticmethod
