@@ -29,10 +29,13 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(msg)
 
 
-def _reset_caches() -> None:
+def reset_caches() -> None:
+    """Forget cached FeatureStores and online readers (a new data dir or profile is coming)."""
     from mt5lab.feast_repo import store
+    from mt5lab.online import reader as online_reader
 
     store._STORES.clear()
+    online_reader.clear_cache()
 
 
 @pytest.fixture
@@ -40,9 +43,26 @@ def data_dir(tmp_path, monkeypatch):
     d = tmp_path / "data"
     monkeypatch.setenv("MT5LAB_DATA_DIR", str(d))
     monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
-    _reset_caches()
+    reset_caches()
     yield d
-    _reset_caches()
+    reset_caches()
+
+
+@pytest.fixture(params=["local", pytest.param("postgres", marks=pytest.mark.services)])
+def profile(request, tmp_path, monkeypatch):
+    """A fresh, empty store of each profile (postgres: a new database and a throwaway Redis)."""
+    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
+    reset_caches()
+    if request.param == "local":
+        yield "local"
+    else:
+        from mt5lab.testing.sandbox import postgres_profile_env
+
+        require_service("PostgreSQL", "127.0.0.1", 5432)
+        with postgres_profile_env():
+            yield "postgres"
+    reset_caches()
 
 
 @pytest.fixture(scope="session")
@@ -52,10 +72,10 @@ def demo_store(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MT5LAB_DATA_DIR", str(d))
     mp.delenv("MT5LAB_PROFILE", raising=False)
-    _reset_caches()
+    reset_caches()
     from mt5lab.demo import run_demo
 
     result = run_demo(None, progress=False, echo=lambda *_: None)
     yield {"dir": d, "result": result}
-    _reset_caches()
+    reset_caches()
     mp.undo()

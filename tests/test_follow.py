@@ -22,19 +22,12 @@ import pytest
 
 from mt5lab.bars.samples import load_sample
 from mt5lab.catalog import FEATURES
+from tests.conftest import reset_caches
 from tests.test_update import assert_matches_rebuild
 
 RATES = "/work/shared/cases/broker/EURUSD_H1_rates_int_s.parquet"
 N = 60  # H1 bars per symbol: two and a half days
 SYMBOLS = ["EURUSD", "GBPUSD"]
-
-
-def _reset() -> None:
-    from mt5lab.feast_repo import store
-    from mt5lab.online import reader as online_reader
-
-    store._STORES.clear()
-    online_reader.clear_cache()
 
 
 def _bars(n: int = N) -> pl.DataFrame:
@@ -63,7 +56,7 @@ def batch(replay_file, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("batch") / "data"))
     mp.delenv("MT5LAB_PROFILE", raising=False)
-    _reset()
+    reset_caches()
     store = open_store()
     ingest_files(store, [replay_file], symbol=None, timeframe="H1", progress=False)
     build(store, ["H1"], progress=False)
@@ -71,7 +64,7 @@ def batch(replay_file, tmp_path_factory):
     materialize(store, None, "H1", full=True, progress=False)
     ref = {"features": store.read_features("H1").sort("symbol", "time"),
            "bars": store.read_bars("H1").sort("symbol", "time"), "online": _online()}
-    _reset()
+    reset_caches()
     mp.undo()
     return ref
 
@@ -102,33 +95,16 @@ def assert_equals_batch(ref) -> None:
             assert np.allclose(np.array(a, float), np.array(b, float), rtol=1e-9, equal_nan=True), f.name
 
 
-@pytest.fixture(params=["local", pytest.param("postgres", marks=pytest.mark.services)])
-def profile(request, tmp_path, monkeypatch):
-    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
-    _reset()
-    if request.param == "local":
-        yield "local"
-    else:
-        from mt5lab.testing.sandbox import postgres_profile_env
-        from tests.conftest import require_service
-
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        with postgres_profile_env():
-            yield "postgres"
-    _reset()
-
-
 @pytest.fixture
 def local(tmp_path, monkeypatch):
     monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
-    _reset()
+    reset_caches()
     from mt5lab.feast_repo.store import apply
 
     apply(None, "H1")
     yield tmp_path / "data"
-    _reset()
+    reset_caches()
 
 
 def test_replay_equals_batch(profile, replay_file, batch):

@@ -25,11 +25,12 @@ from mt5lab.bars.ingest import ingest_files
 from mt5lab.bars.readers import read_bars
 from mt5lab.bars.samples import load_sample
 from mt5lab.bars.validate import validate_bars
-from mt5lab.catalog import FEATURE_NAMES, FEATURES
+from mt5lab.catalog import FEATURES
 from mt5lab.features.build import build
 from mt5lab.features.compute import compute_features
 from mt5lab.training.assemble import training_set
 from mt5lab.training.pit_feast import compare, feast_historical, file_store_drops
+from tests.test_training import _allowed, lookahead_mismatches
 
 SERIES = {"H1": "NY+7", "H4": "NY+7", "D1": "America/New_York"}
 OPEN_HOURS = {"H1": set(range(24)), "H4": {1, 2, 5, 6, 9, 10, 13, 14, 17, 18, 21, 22}, "D1": {4, 5}}
@@ -97,23 +98,11 @@ def _store(tf: str, root: str):
     return store
 
 
-def _allowed(f: catalog.Feature, cut: pl.DataFrame, value: float) -> float:
-    if f.scale is None or f.cumulative:
-        return 0.0
-    if f.scale == "price":
-        return catalog.WARMUP_TOLERANCE * abs(cut["close"][-1])
-    if f.scale == "percent":
-        return catalog.WARMUP_TOLERANCE * 100.0
-    if f.scale == "volume":
-        return catalog.WARMUP_TOLERANCE * cut["tick_volume"].tail(catalog.MAX_WARMUP + 1).max()
-    return catalog.WARMUP_TOLERANCE * max(abs(value), 1.0)
-
-
 @pytest.mark.parametrize("tf", list(SERIES))
 def test_no_decision_sees_a_bar_before_its_close(root, tf):
     """Each decision's row equals ``compute_features`` on the bars closed by then (no later bar)."""
     bars, _ = _series(tf, root)
-    step, span = catalog.TIMEFRAMES[tf], catalog.ttl(tf)
+    step = catalog.TIMEFRAMES[tf]
     rng = np.random.default_rng(11)
     closes = (bars["time"] + step).to_list()
     times = []
@@ -123,23 +112,7 @@ def test_no_decision_sees_a_bar_before_its_close(root, tf):
     edf = pl.DataFrame({"symbol": "EURUSD", "event_timestamp": times},
                        schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")})
     got = training_set(edf, timeframe=tf, to="polars", store=_store(tf, root), progress=False)
-    mismatches, published = [], 0
-    for i, t in enumerate(times):
-        cut = bars.filter(pl.col("time") + step <= t)
-        row = got.row(i, named=True)
-        if cut.height == 0 or cut["time"][-1] + step < t - span:
-            assert all(row[f] is None for f in FEATURE_NAMES), t
-            continue
-        ref = compute_features(cut, tf).row(-1, named=True)
-        for f in FEATURES:
-            a, b = row[f.name], ref[f.name]
-            if a is None or b is None:
-                if (a is None) != (b is None):
-                    mismatches.append((t, f.name, a, b))
-                continue
-            published += 1
-            if abs(a - b) > _allowed(f, cut, b):
-                mismatches.append((t, f.name, a, b))
+    mismatches, published, _ = lookahead_mismatches(got, bars, times, tf)
     assert published > 1000
     assert mismatches == [], mismatches[:5]
 

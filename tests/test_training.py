@@ -260,6 +260,34 @@ def _allowed(f: catalog.Feature, cut: pl.DataFrame, value: float) -> float:
     return WARMUP_TOLERANCE * max(abs(value), 1.0)
 
 
+def lookahead_mismatches(got: pl.DataFrame, bars: pl.DataFrame, times: list[datetime],
+                         tf: str) -> tuple[list, int, int]:
+    """Each decision's row (``got``, one per time, polars) against ``compute_features`` re-run on the
+    bars closed by then: (mismatches, values published, decisions checked). The oracle never sees a
+    bar closing after ``t``; a published value with no bar closed within ttl is a mismatch too."""
+    step, span = catalog.TIMEFRAMES[tf], ttl(tf)
+    mismatches, published, checked = [], 0, 0
+    for i, t in enumerate(times):
+        cut = bars.filter(pl.col("time") + step <= t)  # only bars closed by t
+        row = got.row(i, named=True)
+        if cut.height == 0 or cut["time"][-1] + step < t - span:  # nothing knowable, or expired
+            if any(row[f] is not None for f in FEATURE_NAMES):
+                mismatches.append((t, "published a value with no bar closed within ttl"))
+            continue
+        ref = compute_features(cut, tf).row(-1, named=True)
+        checked += 1
+        for f in FEATURES:
+            a, b = row[f.name], ref[f.name]
+            if a is None or b is None:
+                if (a is None) != (b is None):
+                    mismatches.append((t, f.name, a, b))
+                continue
+            published += 1
+            if abs(a - b) > _allowed(f, cut, b):
+                mismatches.append((t, f.name, a, b))
+    return mismatches, published, checked
+
+
 def _decision_times(bars: pl.DataFrame, tf: str, rng, n: int) -> list[datetime]:
     step = catalog.TIMEFRAMES[tf]
     closes = (bars["time"] + step).to_list()
@@ -285,31 +313,12 @@ def _decision_times(bars: pl.DataFrame, tf: str, rng, n: int) -> list[datetime]:
 def test_no_lookahead_recompute_on_cut_history(sample_store, symbol):
     bars = sample_store["bars"][symbol]
     tf = bars["timeframe"][0]
-    step, span = catalog.TIMEFRAMES[tf], ttl(tf)
     rng = np.random.default_rng(2024 if symbol == "GOOG" else 7)
     times = _decision_times(bars, tf, rng, 150)
     edf = pl.DataFrame({"symbol": symbol, "event_timestamp": times},
                        schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")})
     got = training_set(edf, timeframe=tf, to="polars", store=sample_store["store"], progress=False)
-    mismatches, published, checked = [], 0, 0
-    for i, t in enumerate(times):
-        cut = bars.filter(pl.col("time") + step <= t)  # only bars closed by t
-        row = got.row(i, named=True)
-        if cut.height == 0 or cut["time"][-1] + step < t - span:  # nothing knowable, or expired
-            if any(row[f] is not None for f in FEATURE_NAMES):
-                mismatches.append((t, "published a value with no bar closed within ttl"))
-            continue
-        ref = compute_features(cut, tf).row(-1, named=True)
-        checked += 1
-        for f in FEATURES:
-            a, b = row[f.name], ref[f.name]
-            if a is None or b is None:
-                if (a is None) != (b is None):
-                    mismatches.append((t, f.name, a, b))
-                continue
-            published += 1
-            if abs(a - b) > _allowed(f, cut, b):
-                mismatches.append((t, f.name, a, b))
+    mismatches, published, checked = lookahead_mismatches(got, bars, times, tf)
     assert checked > 50 and published > 1000
     assert mismatches == [], f"{len(mismatches)} look-ahead mismatches, first: {mismatches[:5]}"
 

@@ -23,32 +23,6 @@ from mt5lab.features.compute import compute_features
 W = MAX_WARMUP
 
 
-def _reset() -> None:
-    from mt5lab.feast_repo import store
-    from mt5lab.online import reader as online_reader
-
-    store._STORES.clear()
-    online_reader.clear_cache()
-
-
-@pytest.fixture(params=["local", pytest.param("postgres", marks=pytest.mark.services)])
-def profile(request, tmp_path, monkeypatch):
-    """A fresh, empty store of each profile (postgres: a new database and a throwaway Redis)."""
-    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
-    _reset()
-    if request.param == "local":
-        yield "local"
-    else:
-        from mt5lab.testing.sandbox import postgres_profile_env
-        from tests.conftest import require_service
-
-        require_service("PostgreSQL", "127.0.0.1", 5432)
-        with postgres_profile_env():
-            yield "postgres"
-    _reset()
-
-
 def _effective_volume(bars: pl.DataFrame) -> np.ndarray:
     rv = bars["real_volume"].fill_null(0).to_numpy().astype(float)
     return np.where(rv > 0, rv, bars["tick_volume"].fill_null(0).to_numpy().astype(float))
