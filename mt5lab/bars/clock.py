@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 
 import polars as pl
 
+from mt5lab.catalog import TIMEFRAMES
 from mt5lab.config import load_env
 from mt5lab.errors import BarValidationError, ConfigError, Mt5LabWarning
 
@@ -51,6 +52,8 @@ EPOCH_UNITS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", float("inf")))
 milliseconds, below 1e17 microseconds, else nanoseconds. Every unit covers 1973..2100 unambiguously."""
 _UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 Fail = Callable[..., BarValidationError]
+_US = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
 
 
 def check_server_tz(server_tz: str) -> str:
@@ -115,6 +118,21 @@ def from_server(wall, server_tz: str, ambiguous: str = "earliest"):
     return local.dt.convert_time_zone("UTC")
 
 
+def on_grid(t, timeframe, server_tz: str):
+    """Whether bar opens ``t`` (tz-aware Series or Expr) sit on ``server_tz``'s grid of ``timeframe``,
+    anchored at the server's midnight: M1..D1 on a multiple of the bar since a server midnight, W1 at a
+    server midnight on a Sunday (MT5) or a Monday. ``timeframe``: a name, or an Expr of names (a frame
+    of several timeframes)."""
+    wall = to_server(t, server_tz)
+    us = wall.dt.epoch("us")
+    week_start = (us % _DAY_US == 0) & wall.dt.weekday().is_in([1, 7])
+    if isinstance(timeframe, str):
+        return week_start if timeframe == "W1" else us % (TIMEFRAMES[timeframe] // _US) == 0
+    steps = timeframe.replace_strict({k: v // _US for k, v in TIMEFRAMES.items()}, default=None,
+                                     return_dtype=pl.Int64)
+    return pl.when(timeframe == "W1").then(week_start).otherwise(us % steps == 0)
+
+
 def every_instant(wall: pl.Series, server_tz: str) -> pl.Series:
     """Every UTC instant of naive server wall times: a fold's wall time gives two, a gap's none."""
     both = pl.concat([from_server(wall, server_tz, "earliest"), from_server(wall, server_tz, "latest")])
@@ -175,10 +193,30 @@ def from_epoch(values: pl.Series, unit: str) -> pl.Series:
     return us.cast(pl.Datetime("us"))
 
 
+def epoch_times(values: pl.Series, unit: str | None, fail: Fail, rows: pl.Series, *, source: str,
+                server_tz: str, raw: pl.Series | None = None) -> tuple[pl.Series, str]:
+    """Integer epoch ``values`` on the server clock to naive datetimes, and the unit used: ``unit``, or
+    (None) the one the first non-null value's magnitude says, which is then said with
+    :func:`note_unit`. A value outside :data:`TIME_RANGE` fails naming its row (``raw``: the value as
+    written, when ``values`` was parsed from text)."""
+    raw = values if raw is None else raw
+    if unit is None:
+        present = values.drop_nulls()
+        unit = epoch_unit(int(present[0])) if present.len() else "s"
+        note_unit(source, unit, server_tz)
+    out = from_epoch(values, unit)
+    bad = (out.is_null() & raw.is_not_null()).arg_true()
+    if bad.len():
+        i = int(bad[0])
+        raise fail("time out of range", f"{raw[i]!r} read as epoch {unit} is outside 1970-01-01..2100-01-01 UTC",
+                   int(rows[i]))
+    return out, unit
+
+
 def note_unit(source: str, unit: str, server_tz: str) -> None:
     """Say which epoch unit integer times were read in, on which clock (once per file or frame)."""
     warnings.warn(f"{source}: integer times read as epoch {_UNIT_NAMES[unit]} (detected from their "
-                  f"magnitude) on the server clock {server_tz}", Mt5LabWarning, stacklevel=3)
+                  f"magnitude) on the server clock {server_tz}", Mt5LabWarning, stacklevel=4)
 
 
 def to_utc(naive: pl.Series, server_tz: str, fail: Fail, rows: pl.Series, raw: pl.Series,

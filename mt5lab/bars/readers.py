@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from mt5lab.bars.clock import check_range, epoch_unit, from_epoch, note_unit, resolve_server_tz, to_utc
+from mt5lab.bars.clock import check_range, epoch_times, resolve_server_tz, to_utc
 from mt5lab.bars.formats import (
     FORMATS,
     MT4_COLUMNS,
@@ -156,19 +156,11 @@ def _all_integers(s: pl.Series) -> bool:
 def _epoch(s: pl.Series, ctx: _Ctx, rows: pl.Series, raw: pl.Series | None = None) -> pl.Series:
     """Integer epoch times on the server clock (MT5's ``copy_rates_*``: no default clock), in the unit
     the file's first value's magnitude says; out of range: error naming the row."""
-    raw = s if raw is None else raw
     if ctx.unit is None:
         ctx.server_clock()
-        first = s.drop_nulls()
-        if first.is_empty():
+        if s.drop_nulls().is_empty():
             raise ctx.fail("invalid time", "no time value", int(rows[0]))
-        ctx.unit = epoch_unit(int(first[0]))
-        note_unit(ctx.source, ctx.unit, ctx.server_tz)
-    out = from_epoch(s, ctx.unit)
-    bad = _first(out.is_null() & raw.is_not_null())
-    if bad is not None:
-        raise ctx.fail("time out of range", f"{raw[bad]!r} read as epoch {ctx.unit} is outside "
-                       f"1970-01-01..2100-01-01 UTC", int(rows[bad]))
+    out, ctx.unit = epoch_times(s, ctx.unit, ctx.fail, rows, source=ctx.source, server_tz=ctx.server_tz, raw=raw)
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from mt5lab.bars.clock import epoch_unit, from_epoch, note_unit, resolve_server_tz, to_utc
+from mt5lab.bars.clock import epoch_times, resolve_server_tz, to_utc
 from mt5lab.catalog import BAR_COLUMNS, BAR_SCHEMA, check_timeframe
 from mt5lab.errors import BarValidationError
 
@@ -80,12 +80,5 @@ def server_time(t: pl.Series, server_tz: str | None, source: str) -> pl.Series:
     if not tdt.is_integer():
         naive = t.dt.cast_time_unit("us")
     else:
-        first = t.drop_nulls()
-        unit = epoch_unit(int(first[0])) if first.len() else "s"
-        note_unit(source, unit, tz)
-        naive = from_epoch(t, unit)
-        bad = (naive.is_null() & t.is_not_null()).arg_true()
-        if bad.len():
-            i = int(bad[0])
-            raise fail("time out of range", f"{t[i]!r} read as epoch {unit} is outside 1970..2100", i + 1)
+        naive, _ = epoch_times(t, None, fail, rows, source=source, server_tz=tz)
     return to_utc(naive, tz, fail, rows, t).alias("time")

@@ -14,21 +14,11 @@ from datetime import timedelta
 
 import polars as pl
 
-from mt5lab.bars.clock import to_server
+from mt5lab.bars.clock import on_grid
 from mt5lab.catalog import TIMEFRAMES
 from mt5lab.errors import BarValidationError
 
 _MARGIN = timedelta(days=21)  # stored bars this far around the new ones are compared
-_DAY_US = 86_400_000_000
-
-
-def off_grid(times: pl.Series, timeframe: str, server_tz: str) -> pl.Series:
-    """True where a bar open is not on ``server_tz``'s grid of ``timeframe`` (anchored at its midnight)."""
-    wall = to_server(times, server_tz)
-    us = wall.dt.epoch("us")
-    if timeframe == "W1":
-        return ~((us % _DAY_US == 0) & wall.dt.weekday().is_in([1, 7]))
-    return us % (TIMEFRAMES[timeframe] // timedelta(microseconds=1)) != 0
 
 
 def check_stored_grid(store, timeframe: str, ranges: pl.DataFrame, server_tz: str, source: str) -> None:
@@ -41,7 +31,7 @@ def check_stored_grid(store, timeframe: str, ranges: pl.DataFrame, server_tz: st
         stored = store.read_bars(timeframe, [symbol], start=lo - _MARGIN, end=hi + _MARGIN)
         if stored.is_empty():
             continue
-        bad = stored.filter(off_grid(stored["time"], timeframe, server_tz))
+        bad = stored.filter(~on_grid(stored["time"], timeframe, server_tz))
         if bad.height:
             t = bad["time"][0]
             raise BarValidationError(

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from mt5lab.bars.calendars import check_calendar, find_gaps
-from mt5lab.bars.clock import resolve_server_tz, to_server
+from mt5lab.bars.clock import on_grid, resolve_server_tz
 from mt5lab.bars.clock_check import check_clock
 from mt5lab.bars.schema import to_polars
 from mt5lab.catalog import BAR_COLUMNS, TIMEFRAMES
@@ -127,17 +127,7 @@ def _rule_exprs(df: pl.DataFrame, layout: _Layout, server_tz: str) -> list[pl.Ex
     bad_symbols = symbols.to_frame().filter(~_symbol_ok(sym)).to_series()
     known = tfs.drop_nulls().filter(tfs.drop_nulls().is_in(list(TIMEFRAMES)))
     first_tf = df["timeframe"].drop_nulls().first()
-    wall = to_server(t, server_tz)  # the grid is anchored at the server's midnight
-    us = wall.dt.epoch("us")
-    day = 86_400_000_000
-    on_week_start = (us % day == 0) & wall.dt.weekday().is_in([1, 7])
-    if tfs.len() == 1 and known.len() == 1:
-        step = TIMEFRAMES[known[0]] // timedelta(microseconds=1)
-        aligned = on_week_start if known[0] == "W1" else us % step == 0
-    else:
-        steps = tf.replace_strict({k: v // timedelta(microseconds=1) for k, v in TIMEFRAMES.items()},
-                                  default=None, return_dtype=pl.Int64)
-        aligned = pl.when(tf == "W1").then(on_week_start).otherwise(us % steps == 0)
+    aligned = on_grid(t, known[0] if tfs.len() == 1 and known.len() == 1 else tf, server_tz)
     prev = pl.col("_prev")
     lo, hi = pl.col("low"), pl.col("high")
     return [
