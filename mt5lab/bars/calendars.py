@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 import polars as pl
 
 from mt5lab.bars.clock import every_instant, from_server, to_server
-from mt5lab.bars.holidays import holiday_expr, holidays, is_holiday
+from mt5lab.bars.holidays import holiday_expr, holidays, is_trading_day
 from mt5lab.bars.samples import SAMPLES
 from mt5lab.catalog import CALENDAR_EXCHANGES, TIMEFRAMES, check_calendar, check_timeframe
 
@@ -57,10 +57,6 @@ def _utc(t: datetime, name: str = "t") -> datetime:
 _SPAN = (date(1970, 1, 1), date(2099, 12, 31))  # holidays known to the vectorised checks
 
 
-def _trading_day(d: date, calendar: str) -> bool:
-    return calendar == "24x7" or (d.weekday() < 5 and not is_holiday(calendar, d))
-
-
 def _trading_day_expr(dates: pl.Expr, calendar: str) -> pl.Expr:
     """``dates`` (pl.Date trading dates) are Monday..Friday and no holiday of ``calendar``."""
     if calendar == "24x7":
@@ -74,8 +70,8 @@ def is_open(t: datetime, calendar: str) -> bool:
     t = _utc(t)
     cal = check_calendar(calendar)
     if cal == "fx":
-        return _trading_day((t.astimezone(NEW_YORK).replace(tzinfo=None) + FX_SHIFT).date(), cal)
-    return _trading_day(t.date(), cal)
+        return is_trading_day(cal, (t.astimezone(NEW_YORK).replace(tzinfo=None) + FX_SHIFT).date())
+    return is_trading_day(cal, t.date())
 
 
 def open_expr(expr: pl.Expr, calendar: str) -> pl.Expr:
