@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import yaml
@@ -38,10 +38,14 @@ def project_root() -> Path:
     env = os.environ.get("MT5LAB_HOME")
     if env:
         return Path(env).resolve()
+    return _package_checkout() or Path.cwd().resolve()
+
+
+@lru_cache(maxsize=1)
+def _package_checkout() -> Path | None:
+    """The checkout this package runs from (an editable install), or None (installed elsewhere)."""
     here = Path(__file__).resolve().parents[1]
-    if (here / "feature_repo").is_dir():
-        return here
-    return Path.cwd().resolve()
+    return here if (here / "feature_repo").is_dir() else None
 
 
 @lru_cache(maxsize=1)
@@ -56,7 +60,13 @@ def data_dir() -> Path:
     """All local state: bars, features, registry, online db (``MT5LAB_DATA_DIR``, default ``data/``)."""
     load_env()
     env = os.environ.get("MT5LAB_DATA_DIR")
-    return Path(env).resolve() if env else project_root() / "data"
+    return _absolute(env) if env else project_root() / "data"
+
+
+@lru_cache(maxsize=64)
+def _absolute(path: str) -> Path:
+    # Path.resolve costs a few syscalls; profiles are resolved on every online read.
+    return Path(path).resolve()
 
 
 def repo_path() -> Path:
@@ -113,18 +123,37 @@ def expand_defaults(text: str) -> str:
 
 
 def _yaml_text(name: str) -> str:
-    """The profile's yaml without comment lines (comments may mention ``${VAR}`` as prose)."""
-    lines = (repo_path() / PROFILES[name]).read_text().splitlines()
+    """The profile's yaml without comment lines (comments may mention ``${VAR}`` as prose), re-read
+    when the file changes.
+
+    Keyed by the file's path, size and modification time, so a hot loop that resolves the profile on
+    every call (``online_features`` does) reads and parses YAML once, and an edited yaml is seen at once.
+    """
+    path = repo_path() / PROFILES[name]
+    try:
+        st = path.stat()
+    except OSError:
+        raise ConfigError(f"profile {name!r}: {path} does not exist") from None
+    return _parse_yaml(str(path), st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=16)
+def _parse_yaml(path: str, mtime_ns: int, size: int) -> str:
+    lines = Path(path).read_text().splitlines()
     return "\n".join(ln for ln in lines if not ln.lstrip().startswith("#"))
 
 
 def required_vars(profile: str | None = None) -> list[str]:
     """Variables the profile's yaml names, in order of first use."""
-    text = _yaml_text(profile_name(profile))
+    return list(_vars_of(_yaml_text(profile_name(profile))))
+
+
+@lru_cache(maxsize=16)
+def _vars_of(text: str) -> tuple[str, ...]:
     seen: dict[str, None] = {}
     for m in _VAR.finditer(text):
         seen.setdefault(m.group(1), None)
-    return list(seen)
+    return tuple(seen)
 
 
 def check_env(profile: str | None = None) -> dict[str, str]:
@@ -158,6 +187,13 @@ class Profile:
     def __repr__(self) -> str:  # keep secrets out of reprs, logs and tracebacks
         return f"Profile(name={self.name!r}, project={self.base_project!r})"
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """A stable text of the whole resolved profile (holds secrets: a cache key, never shown)."""
+        import json
+
+        return json.dumps(self.raw, sort_keys=True, default=str)
+
     def repo_config(self, timeframe: str = DEFAULT_TIMEFRAME):
         from feast.repo_config import RepoConfig
 
@@ -180,11 +216,18 @@ def load_profile(profile: str | None = None) -> Profile:
     """Resolve a profile: check variables, substitute in memory, parse."""
     name = profile_name(profile)
     values = check_env(name)
-    raw = yaml.safe_load(_yaml_text(name))
-    if not isinstance(raw, dict) or "project" not in raw:
+    return _profile(name, _yaml_text(name), tuple(values.items()))
+
+
+@lru_cache(maxsize=32)
+def _profile(name: str, text: str, values: tuple[tuple[str, str], ...]) -> Profile:
+    """The profile for one yaml text and one set of variable values (kept in memory only): the same
+    inputs give the same object, so readers cached per profile are found without re-parsing."""
+    parsed = yaml.safe_load(text)
+    if not isinstance(parsed, dict) or "project" not in parsed:
         raise ConfigError(f"{PROFILES[name]} is not a Feast feature_store.yaml (no 'project')")
     # Substituted into the parsed strings, encoded per context (URL, Redis string): see envsubst.
-    raw = expand(raw, values)
+    raw = expand(parsed, dict(values))
     return Profile(name=name, raw=raw, base_project=raw["project"])
 
 

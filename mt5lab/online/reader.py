@@ -24,18 +24,20 @@ row-level ``status`` of :func:`online_features`, the worst of its views) before 
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
-from mt5lab.catalog import BY_NAME, DEFAULT_TIMEFRAME, FEATURE_SERVICE
+from mt5lab.catalog import DEFAULT_TIMEFRAME, FEATURE_SERVICE
 from mt5lab.config import resolve
-from mt5lab.online.tables import OnlineTables, to_python
+from mt5lab.online.decode import doubles, integers
+from mt5lab.online.rows import STATUSES, Layout, OnlineRows
+from mt5lab.online.store_reads import reads_for
+from mt5lab.online.tables import OnlineTables
 
-STATUSES = ("fresh", "expired", "future", "missing")
-_RANK = {s: i for i, s in enumerate(("fresh", "expired", "future", "missing"))}
+__all__ = ["STATUSES", "OnlineReader", "OnlineRows", "online_features", "reader"]
+OUTPUTS = ("pandas", "polars", "dict", "rows")
 
 
 def _now(now: datetime | None) -> datetime:
@@ -46,41 +48,15 @@ def _now(now: datetime | None) -> datetime:
     return now
 
 
-@dataclass
-class OnlineRows:
-    """One read: per feature a list of values, per view a list of event timestamps and statuses,
-    aligned with ``symbols``."""
-
-    symbols: list[str]
-    values: dict[str, list]
-    event_timestamps: dict[str, list[datetime | None]]
-    status: dict[str, list[str]]
-    view_of: dict[str, str]
-
-    def row_status(self) -> list[str]:
-        """Per symbol, the worst status over its views (missing > future > expired > fresh)."""
-        per_view = list(self.status.values())
-        return [max((s[i] for s in per_view), key=_RANK.__getitem__) for i in range(len(self.symbols))]
-
-    def to_df(self) -> pd.DataFrame:
-        """One row per symbol: ``symbol``, the features, then per view ``<view>__event_timestamp``
-        and ``<view>__status``, and ``status`` (the worst of the views)."""
-        cols: dict[str, object] = {"symbol": self.symbols}
-        for f, vals in self.values.items():
-            cols[f] = pd.array(vals, dtype="Int64" if BY_NAME[f].dtype == "Int64" else "float64")
-        for view, ts in self.event_timestamps.items():
-            cols[f"{view}__event_timestamp"] = pd.to_datetime(ts, utc=True)
-            cols[f"{view}__status"] = self.status[view]
-        cols["status"] = self.row_status()
-        return pd.DataFrame(cols)
-
-
 class OnlineReader:
     """A persistent reader of one feature service (default ``mt5_v1``) and timeframe.
 
     >>> reader = OnlineReader(timeframe="H1")           # once
     >>> rows = reader.read(["EURUSD"])                  # every bar
     >>> if rows.row_status()[0] == "fresh": ...
+
+    A read is one round trip to the online store for all views and symbols (Redis: one pipeline of
+    one HMGET per symbol; SQLite: one query), see :mod:`mt5lab.online.store_reads`.
     """
 
     def __init__(self, profile=None, timeframe: str = DEFAULT_TIMEFRAME,
@@ -90,46 +66,45 @@ class OnlineReader:
         self._views = [(fv.name, feats, fv.ttl if fv.ttl and fv.ttl.total_seconds() > 0 else None)
                        for fv, feats in self.tables.views]
         self.view_of = {f: name for name, feats, _ in self._views for f in feats}
+        self._reads = reads_for(self.tables)
+        self.layout = Layout(list(self.view_of), [name for name, _, _ in self._views])
+        row = {f: j for j, f in enumerate(self.layout.floats)}
+        self._float_rows = [np.array([row[f] for f in feats if f in row], dtype=np.intp)
+                            for _, feats, _ in self._views]
 
     def read(self, symbols: list[str], now: datetime | None = None,
              keep_expired: bool = False) -> OnlineRows:
-        """Read ``symbols`` from every view (one ``online_read`` per view)."""
+        """Read ``symbols`` (a list of ``n``, duplicates allowed) from every view at ``now`` (UTC-aware;
+        default the clock). Values of views that are not ``fresh`` come back null (``expired`` ones
+        kept with ``keep_expired``). Raises ``ValueError`` for a naive ``now``."""
         now = _now(now)
         symbols = list(symbols)
-        keys = self.tables.keys(symbols)
-        values: dict[str, list] = {}
-        stamps: dict[str, list] = {}
+        stamps, raw = self._reads.read(symbols)
+        n, lay = len(symbols), self.layout
+        # Every double feature of every view in one decode: (k features, n symbols).
+        flat = [b for f in lay.floats for b in raw[f]]
+        floats, float_null = doubles(flat)
+        floats, float_null = floats.reshape(len(lay.floats), n), float_null.reshape(len(lay.floats), n)
+        ints = {f: integers(raw[f]) for f in lay.ints}
+        event_ts: dict[str, list] = {}
         status: dict[str, list] = {}
-        n = len(symbols)
-        for i, (view, feats, ttl) in enumerate(self._views):
-            rows = self.tables.read_view(i, keys)
-            cols = [[None] * n for _ in feats]
-            st = ["missing"] * n
-            ts_out: list = [None] * n
-            for j, (ts, vals) in enumerate(rows):
-                if ts is None:
-                    continue
-                ts_out[j] = ts
-                if ts > now:
-                    st[j] = "future"
-                    continue
-                if ttl is not None and now - ts > ttl:
-                    st[j] = "expired"
-                    if not keep_expired:
-                        continue
-                else:
-                    st[j] = "fresh"
-                for col, f in zip(cols, feats, strict=True):
-                    v = vals.get(f)
-                    col[j] = None if v is None else to_python(v)
-            values.update(zip(feats, cols, strict=True))
-            stamps[view] = ts_out
+        usable = ("fresh", "expired") if keep_expired else ("fresh",)
+        for (view, feats, ttl), ts_list, rows in zip(self._views, stamps, self._float_rows, strict=True):
+            st = ["missing" if ts is None else "future" if ts > now
+                  else "expired" if ttl is not None and now - ts > ttl else "fresh" for ts in ts_list]
+            if any(s not in usable for s in st):
+                hidden = np.fromiter((s not in usable for s in st), bool, n)
+                float_null[rows] |= hidden
+                for f in feats:
+                    if f in ints:
+                        ints[f][1][hidden] = True
+            event_ts[view] = ts_list
             status[view] = st
-        return OnlineRows(symbols, values, stamps, status, self.view_of)
+        return OnlineRows(symbols, lay, floats, float_null, ints, event_ts, status, self.view_of)
 
     def frame(self, symbols: list[str], now: datetime | None = None,
               keep_expired: bool = False) -> pd.DataFrame:
-        return self.read(symbols, now, keep_expired).to_df()
+        return self.read(symbols, now, keep_expired).to_pandas()
 
 
 _READERS: dict[tuple, OnlineReader] = {}
@@ -139,7 +114,7 @@ def reader(profile=None, timeframe: str = DEFAULT_TIMEFRAME,
            features: str | list[str] = FEATURE_SERVICE) -> OnlineReader:
     """A cached :class:`OnlineReader` (one per profile, timeframe and feature set)."""
     prof = resolve(profile)
-    key = (prof.name, json.dumps(prof.raw, sort_keys=True, default=str), timeframe.upper(),
+    key = (prof.name, prof.fingerprint, timeframe.upper(),
            features if isinstance(features, str) else tuple(features))
     if key not in _READERS:
         _READERS[key] = OnlineReader(prof, timeframe, features)
@@ -148,16 +123,28 @@ def reader(profile=None, timeframe: str = DEFAULT_TIMEFRAME,
 
 def online_features(symbols: list[str] | str, features: str | list[str] = FEATURE_SERVICE, *,
                     profile=None, timeframe: str = DEFAULT_TIMEFRAME, now: datetime | None = None,
-                    keep_expired: bool = False) -> pd.DataFrame:
+                    keep_expired: bool = False, output: str = "pandas"):
     """The online features of ``symbols``: Feast's values plus per-view event timestamps and status.
 
     Returns one row per symbol: ``symbol``, the features (same values as Feast's
-    ``get_online_features`` for fresh rows), ``<view>__event_timestamp``, ``<view>__status`` and
-    ``status`` (the worst view). Expired, future and missing values are null (see module docs).
+    ``get_online_features`` for fresh rows), ``<view>__event_timestamp`` (UTC), ``<view>__status``
+    and ``status`` (the worst view). Expired, future and missing values are null (see module docs).
+    ``output``: ``"pandas"`` (a DataFrame, the default), ``"polars"``, ``"dict"`` (column -> list,
+    the cheapest) or ``"rows"`` (the :class:`OnlineRows` itself). The reader behind it is cached per
+    profile, timeframe and feature set, so calling this in a loop costs one online-store round trip
+    plus the output's construction. Raises ``ValueError`` for an unknown ``output`` or a naive ``now``;
+    :class:`mt5lab.errors.StoreError` when the registry lacks the feature service.
     """
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if isinstance(symbols, str):
         symbols = [symbols]
-    return reader(profile, timeframe, features).frame(symbols, now, keep_expired)
+    rows = reader(profile, timeframe, features).read(symbols, now, keep_expired)
+    if output == "pandas":
+        return rows.to_pandas()
+    if output == "polars":
+        return rows.to_polars()
+    return rows.to_dict() if output == "dict" else rows
 
 
 def clear_cache() -> None:
