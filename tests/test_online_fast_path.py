@@ -215,3 +215,18 @@ def test_a_basket_is_one_round_trip(stored, profile):
             conn.set_trace_callback(None)
         selects = [q for q in seen if q.lstrip().upper().startswith("SELECT")]
         assert mine == 1 and len(selects) == 1 + len(VIEW_NAMES), seen
+
+
+def test_server_body_composed_from_parts_is_the_whole_encoded(stored):
+    """``route.render`` (shared per-view parts) is byte for byte the encoding of the whole answer
+    (the form the Feast-parity tests in test_serve_parity check against Feast's own server)."""
+    from mt5lab.online.reader import reader
+    from mt5lab.online.route import _finite, dumps, render, response
+
+    rows = reader(None, "D1").read(BASKET, now=stored["now"])
+    for full in (False, True):
+        payload = response(rows, full)
+        for col in payload["results"]:
+            col["values"] = _finite(col["values"])
+        assert render(rows, full) == dumps(payload)
+    assert b'"NaN"' in render(rows) and b'"OUTSIDE_MAX_AGE"' not in render(rows)

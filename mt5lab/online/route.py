@@ -83,6 +83,27 @@ def response(rows, full_feature_names: bool = False) -> dict:
     return {"results": results, "metadata": {"feature_names": names}}
 
 
+def render(rows, full_feature_names: bool = False) -> bytes:
+    """``dumps(response(rows, full_feature_names))`` (non-finite values as Feast writes them), byte
+    for byte, composed from parts: a view's ``statuses`` and ``event_timestamps`` lists are encoded
+    once and shared by its features, instead of once per feature (42 columns, 6 views)."""
+    n = len(rows.symbols)
+    names = [ENTITY]
+    parts = [b'{"values":' + dumps(list(rows.symbols)) + b',"statuses":' + dumps(["PRESENT"] * n)
+             + b',"event_timestamps":' + dumps([_EPOCH] * n) + b"}"]
+    per_view = {v: b',"statuses":' + dumps([_STATUS[s] for s in rows.status[v]]) + b',"event_timestamps":'
+                + dumps([_ts(t) for t in rows.event_timestamps[v]]) + b"}" for v in rows.status}
+    for feature, values in rows.values.items():
+        view = rows.view_of[feature]
+        names.append(f"{view}__{feature}" if full_feature_names else feature)
+        try:
+            encoded = dumps(values)
+        except ValueError:  # a NaN or infinity: Feast's strings
+            encoded = dumps(_finite(values))
+        parts.append(b'{"values":' + encoded + per_view[view])
+    return b'{"results":[' + b",".join(parts) + b'],"metadata":{"feature_names":' + dumps(names) + b"}}"
+
+
 def ttl_policy(payload: dict, view_of: dict[str, str], index: Index, now: datetime | None = None) -> dict:
     """Feast's 200 answer with mt5lab's status policy applied (the reader's, on the same values):
     per feature column of a view, ``PRESENT`` with the epoch -> null ``NOT_FOUND``, after ``now``
@@ -180,14 +201,8 @@ def install(app, profile, timeframe: str) -> None:
         if reader is None:
             await feast_answer(scope, receive, send, raw)
             return
-        rows = reader.read(p.symbols)  # a few online-store round trips: not worth a thread hop
-        payload = response(rows, p.full_feature_names)
-        try:
-            body = dumps(payload)
-        except ValueError:  # a NaN or infinity: Feast's strings
-            for col in payload["results"]:
-                col["values"] = _finite(col["values"])
-            body = dumps(payload)
+        rows = reader.read(p.symbols)  # one online-store round trip: not worth a thread hop
+        body = render(rows, p.full_feature_names)
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode()), *_HEADERS]})
         await send({"type": "http.response.body", "body": body})
