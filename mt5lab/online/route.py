@@ -1,4 +1,4 @@
-"""mt5lab's ``POST /get-online-features`` handler, installed in front of Feast's in Feast's server.
+"""mt5lab's ``POST /get-online-features`` handler, in front of Feast's app in Feast's server.
 
 Why: Feast's handler costs ~7 ms of CPU per request for one symbol (request model, registry
 lookups, response protos), which caps a 2-core machine far below 300 requests/s. This handler
@@ -62,10 +62,13 @@ def _finite(values: list) -> list:
             if isinstance(v, float) and not math.isfinite(v) else v for v in values]
 
 
-def dumps(payload: dict) -> bytes:
-    """Starlette's ``JSONResponse.render``, byte for byte."""
-    return json.dumps(payload, ensure_ascii=False, allow_nan=False, indent=None,
-                      separators=(",", ":")).encode("utf-8")
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def dumps(payload) -> bytes:
+    """Starlette's ``JSONResponse.render``, byte for byte (its ``json.dumps`` arguments, on one
+    reused encoder instead of a new one per call)."""
+    return _ENCODER.encode(payload).encode("utf-8")
 
 
 def response(rows, full_feature_names: bool = False) -> dict:
@@ -126,12 +129,16 @@ def ttl_policy(payload: dict, view_of: dict[str, str], index: Index, now: dateti
     return payload
 
 
-def install(app, profile, timeframe: str) -> None:
-    """Put the mt5lab handler in front of Feast's ``/get-online-features`` route of ``app``."""
-    from feast.feature_server import GetOnlineFeaturesRequest
-    from starlette.routing import Route
+def install(app, profile, timeframe: str):
+    """``app`` (Feast's FastAPI app) behind the mt5lab handler: the ASGI app to serve.
 
-    feast_route = next(r for r in app.router.routes if getattr(r, "path", None) == PATH)
+    ``POST /get-online-features`` reaches the handler before FastAPI's middleware stack and router
+    (about a third of a request's CPU for one symbol); every other request, and every request the
+    handler does not answer itself (see the module docs), goes to ``app`` unchanged, so its status,
+    body and error handling are Feast's. A read that fails (an online store down) is also handed to
+    Feast's route, which then answers as Feast does (its exception handler's 500)."""
+    from feast.feature_server import GetOnlineFeaturesRequest
+
     index = Index(feature_store(profile, timeframe), ENTITY)
     readers: dict = {}  # per worker process, created on first use, dropped when the registry changes
     seen = [index.version]
@@ -182,8 +189,7 @@ def install(app, profile, timeframe: str) -> None:
             await send({**start, "headers": [(b"content-length", str(len(body)).encode()), *headers]})
             await send({"type": "http.response.body", "body": body})
 
-        _, child = feast_route.matches(scope)
-        await feast_route.handle({**scope, **child}, replay, capture)
+        await app(scope, replay, capture)
 
     async def get_online_features(scope, receive, send) -> None:
         chunks = []
@@ -201,20 +207,29 @@ def install(app, profile, timeframe: str) -> None:
         if reader is None:
             await feast_answer(scope, receive, send, raw)
             return
-        rows = reader.read(p.symbols)  # one online-store round trip: not worth a thread hop
-        body = render(rows, p.full_feature_names)
+        try:
+            rows = reader.read(p.symbols)  # one online-store round trip: not worth a thread hop
+            body = render(rows, p.full_feature_names)
+        except Exception as exc:  # the store failed: Feast's route answers (and fails) as Feast does
+            log.warning("fast read failed (%s): answering through Feast's handler", type(exc).__name__)
+            await feast_answer(scope, receive, send, raw)
+            return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-length", str(len(body)).encode()), *_HEADERS]})
         await send({"type": "http.response.body", "body": body})
 
-    app.router.routes.insert(0, Route(PATH, _Asgi(get_online_features), methods=["POST"]))
+    return _FastPath(app, get_online_features)
 
 
-class _Asgi:
-    """A plain ASGI app for Starlette's ``Route`` (a function endpoint would get a Request)."""
+class _FastPath:
+    """ASGI: ``POST /get-online-features`` to ``handler``, everything else (lifespan included) to ``app``."""
 
-    def __init__(self, app):
+    def __init__(self, app, handler):
         self.app = app
+        self.handler = handler
 
     async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == PATH:
+            await self.handler(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)

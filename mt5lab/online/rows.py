@@ -27,6 +27,15 @@ _NAT = np.iinfo(np.int64).min
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
+def _lists(vals: np.ndarray, null: np.ndarray) -> list[list]:
+    """Rows of a ``(k, n)`` matrix as lists of Python scalars, ``None`` where ``null`` (one pass)."""
+    if not null.any():
+        return vals.tolist()
+    obj = vals.astype(object)
+    obj[null] = None
+    return obj.tolist()
+
+
 class Layout:
     """Column positions of a read's output, computed once per reader (features in order, views)."""
 
@@ -86,14 +95,13 @@ class OnlineRows:
     def values(self) -> dict[str, list]:
         """Per feature, a list of Python scalars (``None`` for null), as Feast's ``to_dict`` gives."""
         if self._values is None:
-            out = {}
-            for f, (vals, null) in self.columns.items():
-                col = vals.tolist()
-                if null.any():
-                    for i in np.flatnonzero(null).tolist():
-                        col[i] = None
-                out[f] = col
-            self._values = out
+            lay = self.layout
+            out = dict(zip(lay.floats, _lists(self.floats, self.float_null), strict=True))
+            if lay.ints:
+                ints = _lists(np.vstack([self.ints[f][0] for f in lay.ints]),
+                              np.vstack([self.ints[f][1] for f in lay.ints]))
+                out.update(zip(lay.ints, ints, strict=True))
+            self._values = {f: out[f] for f in lay.features}
         return self._values
 
     def row_status(self) -> list[str]:

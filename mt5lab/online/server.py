@@ -49,11 +49,14 @@ def _fresh_connections(fs) -> None:
 
 def serve(profile=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
           timeframe: str = DEFAULT_TIMEFRAME, workers: int = 2, registry_ttl_sec: int = 60,
-          access_log: bool = False, feast_handler: bool = False, echo=print) -> None:
+          access_log: bool = False, feast_handler: bool = False, extra_routes=(), echo=print) -> None:
     """Run Feast's feature server (gunicorn + uvicorn workers) until interrupted.
 
     ``feast_handler=True`` keeps Feast's own ``/get-online-features`` handler (no ttl policy,
     ~7 ms CPU per request); by default mt5lab's handler (:mod:`mt5lab.online.route`) answers it.
+    ``extra_routes``: callables ``add(app)`` run on Feast's app in each worker before it serves (the
+    CLI adds ``POST /predict`` this way: stages above ``online`` plug in without this module
+    importing them).
     """
     from feast import feature_server
     from feast.permissions.server.utils import (
@@ -93,9 +96,9 @@ def serve(profile=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
 
         def load(self):
             app = super().load()
-            if fast:
-                route.install(app, prof, tf)
-            return app
+            for add in extra_routes:
+                add(app)
+            return route.install(app, prof, tf) if fast else app
 
     Application(
         store=fs, metrics_enabled=False, bind=f"{host}:{port}", accesslog="-" if access_log else None,
