@@ -22,26 +22,57 @@ Public API (names later code and users depend on):
   and status (fresh, expired, future, missing); :func:`freshness` - staleness per view/symbol.
 - :func:`training_set` - point-in-time training sets (Feast semantics, polars speed);
   :func:`save_training_set` - Parquet plus manifest; :mod:`mt5lab.training.splits` - purged splits.
+- :mod:`catalog` - the catalog module itself (``mt5lab.catalog.FEATURE_NAMES``, ...).
+
+Every name above, and every sub-package, is imported on first use: ``import mt5lab`` itself loads
+no Feast, Spark, matplotlib, TA-Lib or pandas (``tests/test_lazy_import.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 from mt5lab import _warnings  # noqa: F401  (first: silences tqdm's notebook warning)
-from mt5lab.feast_repo.store import feature_store
-from mt5lab.features.compute import compute_features
-from mt5lab.online.follow import follow
-from mt5lab.online.freshness import freshness
-from mt5lab.online.reader import OnlineReader, online_features
-from mt5lab.online.update import update
-from mt5lab.training.assemble import training_set
-from mt5lab.training.manifest import save_training_set
+
+# The public API, imported on first use (PEP 562): ``import mt5lab`` stays cheap (no Feast, Spark,
+# matplotlib, TA-Lib or pandas until a name that needs them is touched).
+_API = {
+    "OnlineReader": "mt5lab.online.reader",
+    "catalog": "mt5lab.catalog",
+    "compute_features": "mt5lab.features.compute",
+    "feature_store": "mt5lab.feast_repo.store",
+    "follow": "mt5lab.online.follow",
+    "freshness": "mt5lab.online.freshness",
+    "online_features": "mt5lab.online.reader",
+    "save_training_set": "mt5lab.training.manifest",
+    "training_set": "mt5lab.training.assemble",
+    "update": "mt5lab.online.update",
+}
+_SUBPACKAGES = ("bars", "cli", "config", "errors", "feast_repo", "features", "notebook", "online", "plots",
+                "research", "storage", "testing", "training")
 
 try:
     __version__ = version("mt5lab")
 except PackageNotFoundError:  # pragma: no cover
     __version__ = "0+unknown"
 
-__all__ = ["OnlineReader", "__version__", "compute_features", "feature_store", "follow", "freshness",
-           "online_features", "save_training_set", "training_set", "update"]
+__all__ = ["OnlineReader", "__version__", "catalog", "compute_features", "feature_store", "follow",
+           "freshness", "online_features", "save_training_set", "training_set", "update"]
+
+
+def __getattr__(name: str):
+    """``mt5lab.<name>``: the public API and the sub-packages, imported when first asked for."""
+    if name in _API:
+        module = importlib.import_module(_API[name])
+        value = module if name == "catalog" else getattr(module, name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"mt5lab.{name}")
+    else:
+        raise AttributeError(f"module 'mt5lab' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API, *_SUBPACKAGES})

@@ -256,3 +256,72 @@ def test_one_million_rows_validate_fast():
     assert report.rows == n
     # CPU time, not wall time: the machine is shared, but the work done is what this budget is about
     assert cpu < 1.0
+
+
+# -- every violation, not only the first --------------------------------------------------------
+
+def test_violations_lists_every_row_and_rule_in_order():
+    from mt5lab.bars.validate import violations
+
+    df = set_row(bars(), 1, high=1.0, low=1.2)  # row 102: high below low (open and close outside too)
+    df = set_row(df, 4, tick_volume=-1)  # row 105
+    df = set_row(df, 6, close=9.9)  # row 107: close above high
+    found = violations(df, source="f.csv")
+    assert found.select("source_row", "rule").rows() == [
+        (102, "high below low"), (102, "open outside low-high"), (102, "close outside low-high"),
+        (105, "negative tick_volume"), (107, "close outside low-high")]
+    assert set(found["source"]) == {"f.csv"}
+    assert found.filter(pl.col("source_row") == 107)["close"].to_list() == [9.9]
+    assert found.filter(pl.col("source_row") == 105)["time"].to_list() == [MONDAY + timedelta(hours=4)]
+    assert violations(bars()).height == 0
+
+
+def test_the_error_names_the_first_and_counts_all():
+    df = set_row(set_row(set_row(bars(), 2, tick_volume=-1), 5, tick_volume=-2), 7, spread=-3)
+    e = expect("negative tick_volume", 103, df)
+    assert e.violations["source_row"].to_list() == [103, 106, 108]
+    assert e.more == "; also row 106: negative tick_volume, row 108: negative spread (3 violations on 3 rows in all)"
+    assert "\n" not in str(e) + e.more
+
+
+def test_the_error_lists_at_most_five_more():
+    df = bars(12)
+    for i in range(10):
+        df = set_row(df, i, tick_volume=-1)
+    e = expect("negative tick_volume", 101, df)
+    assert e.more.count("row ") == 5 and e.more.endswith(", ... (10 violations on 10 rows in all)")
+
+
+def test_violations_of_a_schema_rule_have_no_row():
+    from mt5lab.bars.validate import violations
+
+    found = violations(bars().drop("close"))
+    assert found.rows() == [("<frame>", None, "missing column close")]
+
+
+def test_cli_error_one_line_first_violation_and_count_nothing_written(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    path = tmp_path / "three_bad.csv"
+    path.write_text("time,open,high,low,close,tick_volume\n"
+                    "2024-01-08 10:00,1.1,1.2,1.0,1.1,5\n"
+                    "2024-01-08 11:00,1.1,1.2,1.0,1.1,-5\n"      # row 2
+                    "2024-01-08 12:00,1.1,1.2,1.0,1.1,5\n"
+                    "2024-01-08 13:00,1.1,1.2,1.0,1.1,-6\n"      # row 4
+                    "2024-01-08 14:00,1.1,1.2,1.0,1.1,-7\n")     # row 5
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MT5LAB_")} | {
+        "MT5LAB_DATA_DIR": str(data), "TQDM_DISABLE": "1"}
+    out = subprocess.run([sys.executable, "-m", "mt5lab.cli", "ingest", str(path), "--symbol", "EURUSD",
+                          "--timeframe", "H1", "--server-tz", "UTC"], capture_output=True, text=True, env=env,
+                         cwd=Path(__file__).resolve().parents[1], timeout=300)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith(f"error: {path}: row 2: negative tick_volume: symbol='EURUSD'")
+    assert lines[0].endswith("; also row 4: negative tick_volume, row 5: negative tick_volume "
+                             "(3 violations on 3 rows in all)")
+    assert not list(data.rglob("*.parquet"))

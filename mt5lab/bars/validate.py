@@ -2,7 +2,9 @@
 
 :func:`validate_bars` raises :class:`~mt5lab.errors.BarValidationError` for the first violated rule
 in row order (on one row, the first rule in :data:`RULES` order), naming the source, the row (the
-``source_row`` column if present, else the 1-based position) and the rule. Schema problems (a missing
+``source_row`` column if present, else the 1-based position) and the rule; the exception also
+carries every violation (``.violations``, a frame) and ``.more`` (the next ones and a count, which
+the CLI adds to its one error line). :func:`violations` returns that frame instead of raising. Schema problems (a missing
 column, a naive ``time``) are reported without a row. All rules are polars expressions evaluated in
 one pass, so a million rows validate in well under a second.
 
@@ -168,21 +170,87 @@ def _first_violation(df: pl.DataFrame, source: str, layout: _Layout, server_tz: 
     if df.is_empty():
         return
     exprs = [(k, e.fill_null(False)) for k, e in enumerate(_rule_exprs(df, layout, server_tz)) if e is not None]
-    firsts = df.with_columns(_prev=layout.window(pl.col("time").shift(1))).select(
-        pl.when(e.any()).then(e.arg_max()).alias(str(k)) for k, e in exprs
-    ).row(0)
-    hits = [(pos, k) for (k, _), pos in zip(exprs, firsts, strict=True) if pos is not None]
-    if not hits:
+    work = df.with_columns(_prev=layout.window(pl.col("time").shift(1)))
+    firsts = work.select(pl.when(e.any()).then(e.arg_max()).alias(str(k)) for k, e in exprs).row(0)
+    if all(pos is None for pos in firsts):
         return
-    pos, k = min(hits)
-    given = df["source_row"][pos] if "source_row" in df.columns else None
-    row = int(given) if given is not None else pos + 1
-    values = df.row(pos, named=True)
+    found = _all_violations(work, source, exprs)  # the failure path only: every violation, in order
+    first = found.row(0, named=True)
+    exc = BarValidationError(source, first["source_row"], first["rule"], detail_text(first, server_tz))
+    exc.violations = found
+    exc.more = violation_summary(found)
+    raise exc
+
+
+def _all_violations(work: pl.DataFrame, source: str, exprs: list) -> pl.DataFrame:
+    """One row per (row, rule) violated, in row order, then :data:`RULES` order."""
+    row = (pl.col("source_row").cast(pl.Int64) if "source_row" in work.columns
+           else pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+    values = [c for c in VALUE_COLUMNS if c in work.columns]
+    flags = work.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("_pos"), row.alias("source_row"), *values,
+                        *(e.alias(f"_r{k}") for k, e in exprs))
+    parts = [flags.filter(pl.col(f"_r{k}")).select("_pos", "source_row", pl.lit(k, pl.Int64).alias("_k"), *values)
+             for k, _ in exprs]
+    found = pl.concat(parts).sort("_pos", "_k")
+    return found.select(pl.lit(source, pl.String).alias("source"), "source_row",
+                        pl.col("_k").map_elements(RULES.__getitem__, return_dtype=pl.String).alias("rule"),
+                        *values)
+
+
+VALUE_COLUMNS = ("symbol", "timeframe", "time", *PRICES, "tick_volume", "real_volume", "spread")
+VIOLATIONS_SCHEMA = {"source": pl.String, "source_row": pl.Int64, "rule": pl.String}
+MAX_LISTED = 5
+"""An error's line names the first violation (with its values), this many more (row and rule) and
+the total count."""
+
+
+def detail_text(values: dict, server_tz: str = "UTC") -> str:
+    """The values of one violating bar as an error shows them (``symbol='EURUSD', ..., close=1.1``)."""
     shown = {c: values[c] for c in ("symbol", "timeframe", "time", *PRICES) if c in values}
     detail = ", ".join(f"{c}={_shown(v)}" for c, v in shown.items())
-    if RULES[k] == "time not aligned":
+    if values.get("rule") == "time not aligned":
         detail += f" (the {values.get('timeframe')} grid anchored at {server_tz} midnight: is the timeframe or server_tz wrong?)"
-    raise BarValidationError(source, row, RULES[k], detail)
+    return detail
+
+
+def violation_summary(found: pl.DataFrame, limit: int = MAX_LISTED) -> str:
+    """What follows the first violation on an error's one line: the next ``limit`` (row and rule)
+    and the total, e.g. ``"; also row 3: close outside low-high, row 4: negative tick_volume
+    (3 violations on 3 rows in all)"``; ``""`` when there is only one."""
+    if found.height <= 1:
+        return ""
+    listed = [f"row {r['source_row']}: {r['rule']}" for r in found.slice(1, limit).iter_rows(named=True)]
+    more = found.height - 1 - len(listed)
+    return (f"; also {', '.join(listed)}{', ...' if more else ''} ({found.height} violations on "
+            f"{found['source_row'].n_unique()} rows in all)")
+
+
+def violations(bars: pl.DataFrame, *, source: str = "<frame>", calendar: str = "fx",
+               server_tz: str | None = None) -> pl.DataFrame:
+    """Every violation of the hard rules in ``bars``, not only the first: one row per (row, rule).
+
+    Columns: ``source``, ``source_row`` (the ``source_row`` column if present, else the 1-based
+    position; null for a schema rule), ``rule`` (:data:`RULES`, a schema rule, or the closed-market
+    rule of :mod:`mt5lab.bars.clock_check`, reported once for its first bar), and the bar's values
+    (``symbol``, ``timeframe``, ``time`` UTC, prices, volumes, spread, as present). Rows are in row
+    order, then rule order. An empty frame means :func:`validate_bars` accepts the rules (it may
+    still warn). Same arguments as :func:`validate_bars`.
+    """
+    tz = resolve_server_tz(server_tz, source, required=False)
+    frame = to_polars(bars)
+    try:
+        _check_schema(frame, source)
+    except BarValidationError as exc:
+        return pl.DataFrame({"source": [source], "source_row": [None], "rule": [exc.rule]}, schema=VIOLATIONS_SCHEMA)
+    try:
+        validate_bars(frame, source=source, calendar=calendar, server_tz=tz)
+    except BarValidationError as exc:
+        found = getattr(exc, "violations", None)
+        if found is not None:
+            return found
+        return pl.DataFrame({"source": [source], "source_row": [exc.row], "rule": [exc.rule]},
+                            schema=VIOLATIONS_SCHEMA)
+    return pl.DataFrame(schema=VIOLATIONS_SCHEMA)
 
 
 def _shown(v) -> str:

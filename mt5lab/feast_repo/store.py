@@ -88,21 +88,39 @@ def apply(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:
     """Register the catalog's entity, source, six views and ``mt5_v1`` for one timeframe.
 
     Idempotent: applying twice changes nothing. Views or services in the project that the catalog no
-    longer has are deleted, so the registry always equals the catalog.
+    longer has are deleted, so the registry always equals the catalog. A no-op is cheap: first a
+    stamp check that needs no Feast import, then a spec-by-spec comparison; Feast's ``apply`` (which
+    rewrites the registry) runs only when something differs (:mod:`mt5lab.feast_repo.applied`).
+
+    Returns:
+        ``{"views", "features", "services", "catalog_views_present"}`` counts of the project.
     """
-    from mt5lab.feast_repo.definitions import definitions
+    from mt5lab.feast_repo import applied
 
     prof = resolve(profile)
+    tf = check_timeframe(timeframe)
     offline = open_store(prof)
-    fs = feature_store(prof, timeframe)
-    objects = definitions(offline.feast_source(timeframe), timeframe)
+    features_path = offline.features_path(tf) if hasattr(offline, "features_path") else None
+    known = applied.unchanged(prof, tf, features_path)
+    if known is not None:
+        log.debug("apply %s: registry unchanged since the last apply (stamp)", tf)
+        return known
+    from mt5lab.feast_repo.definitions import definitions
+
+    fs = feature_store(prof, tf)
+    objects = definitions(offline.feast_source(tf), tf)
     wanted = {type(o).__name__ + ":" + o.name for o in objects}
     with offline.lock():
-        existing = [*fs.list_feature_views(), *fs.list_feature_services()]
-        stale = [o for o in existing if type(o).__name__ + ":" + o.name not in wanted]
-        fs.apply(objects, objects_to_delete=stale, partial=False)
+        before = applied.registry_digest(prof)
         fs.refresh_registry()
-    return registry_summary(prof, timeframe)
+        if applied.differences(fs, objects) or applied.online_missing(prof):
+            existing = [*fs.list_feature_views(), *fs.list_feature_services()]
+            stale = [o for o in existing if type(o).__name__ + ":" + o.name not in wanted]
+            fs.apply(objects, objects_to_delete=stale, partial=False)
+            fs.refresh_registry()
+        summary = registry_summary(prof, tf)
+        applied.remember(prof, tf, summary, features_path, previous=before)
+    return summary
 
 
 def registry_summary(profile=None, timeframe: str = DEFAULT_TIMEFRAME) -> dict[str, int]:

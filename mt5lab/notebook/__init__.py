@@ -7,6 +7,6 @@
 May import: :mod:`mt5lab.plots`, :mod:`mt5lab.research` and every stage below them.
 """
 
-from mt5lab.notebook.session import items, numbers, start
+from mt5lab.notebook.session import items, numbers, start, tag
 
-__all__ = ["items", "numbers", "start"]
+__all__ = ["items", "numbers", "start", "tag"]

@@ -45,6 +45,7 @@ def kernel_env(out_dir: Path) -> None:
     """Environment of the kernels this process starts (they inherit ``os.environ``)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ["TQDM_DISABLE"] = "1"
+    os.environ["MT5LAB_NB_BATCH"] = "1"  # no live (ipympl) figures in a batch run
     os.environ["MT5LAB_NB_OUT"] = str(out_dir)
     venv_share = str(Path(sys.prefix) / "share" / "jupyter")
     parts = [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p and p != venv_share]
@@ -88,15 +89,26 @@ def to_html(executed: Path) -> Path:
 
 
 def _summary(records: dict) -> str:
-    skip = {"notebook", "figures", "python_prefix", "catalog_hash", "profile", "seed"}
-    items = []
-    for k, v in records.items():
-        if k in skip:
-            continue
-        text = json.dumps(v, default=str)
-        items.append(f"<dt>{html.escape(k)}</dt><dd><code>{html.escape(text[:300])}"
-                     f"{'…' if len(text) > 300 else ''}</code></dd>")
-    return "<dl>" + "".join(items) + "</dl>"
+    """The records as a two-column table (name, compact value), bookkeeping left out."""
+    from mt5lab.notebook.show import text
+
+    skip = {"notebook", "figures", "python_prefix", "catalog_hash", "profile", "seed", "store"}  # store: its line
+    rows = "".join(f"<tr><th>{html.escape(k)}</th><td><code>{html.escape(text(v, 300))}</code></td></tr>"
+                   for k, v in records.items() if k not in skip)
+    return f'<table class="records">{rows}</table>' if rows else ""
+
+
+def _parameters(executed: Path) -> str:
+    """The papermill parameters of an executed notebook, as ``name = value`` (out_dir left out)."""
+    try:
+        meta = json.loads(executed.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        return ""
+    params = {k: v for k, v in meta.get("papermill", {}).get("parameters", {}).items() if k != "out_dir"}
+    if not params:
+        return "<p>parameters: the notebook's defaults</p>"
+    items = ", ".join(f"<code>{html.escape(k)} = {html.escape(json.dumps(v))}</code>" for k, v in params.items())
+    return f"<p>parameters: {items}</p>"
 
 
 def write_index(out: Path, runs: list[Run]) -> Path:
@@ -112,16 +124,19 @@ def write_index(out: Path, runs: list[Run]) -> Path:
         thumbs = "".join(f'<a href="{html.escape(f)}"><img src="{html.escape(f)}" alt="{html.escape(f)}"></a>'
                          for f in rec.get("figures", []) if (out / f).exists())
         status = "ok" if r.ok else f"FAILED: {html.escape(r.error)}"
+        store = html.escape(str(rec.get("store", {}).get("line", ""))) if isinstance(rec.get("store"), dict) else ""
         rows.append(
             f'<section class="{"ok" if r.ok else "failed"}"><h2>{html.escape(r.name)}</h2>'
             f"<p>{status} · {r.seconds:.1f} s · <a href=\"{r.name}.html\">HTML</a> · "
             f"<a href=\"{r.name}.ipynb\">executed notebook</a> · <a href=\"{r.name}{SUFFIX}\">records</a></p>"
+            f"{_parameters(out / f'{r.name}.ipynb')}<p>{store}</p>"
             f'<div class="thumbs">{thumbs}</div>{_summary(rec)}</section>')
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>mt5lab notebook report</title>
 <style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}}
 section{{border-top:1px solid #ccc;padding:.5em 0}} .failed h2{{color:#b00}}
 .thumbs img{{width:280px;margin:4px;border:1px solid #ddd}} dt{{font-weight:bold;margin-top:.4em}}
-dd{{margin-left:1em}} code{{font-size:85%;word-break:break-all}}</style></head><body>
+table.records{{border-collapse:collapse;font-size:90%}} .records th{{text-align:left;vertical-align:top;
+padding:2px 8px 2px 0}} .records td{{padding:2px 0}} code{{font-size:85%;word-break:break-all}}</style></head><body>
 <h1>mt5lab notebook report</h1>
 <p>Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · mt5lab {html.escape(__version__)} · catalog
 {catalog_hash()} · {sum(r.ok for r in runs)} of {len(runs)} notebooks ok ·

@@ -3,14 +3,18 @@
 ``start(name, ...)`` is the notebook's first call after its ``parameters`` cell. It
 
 - picks the output directory (the ``out_dir`` parameter, else ``$MT5LAB_NB_OUT``, else ``reports/``),
-  where ``<name>.records.json`` and ``<name>.<figure>.png`` are written next to the executed notebook;
-- on the local profile, points ``MT5LAB_DATA_DIR`` at an isolated data directory
-  (``<out_dir>/data/<name>``) unless the ``data_dir`` parameter names one, so CI runs and reports never
-  touch a user's store;
+  where ``<name>.records.json`` and ``<name>.<tag>.<figure>.png`` are written next to the executed
+  notebook (``tag`` holds the parameters that made the figure, so another run does not overwrite it);
+- opens **the user's store**, the one the ``mt5lab`` CLI uses, wherever the kernel runs (JupyterLab
+  in ``notebooks/``, papermill anywhere, ``make report``): the ``data_dir`` parameter, else
+  ``MT5LAB_DATA_DIR``, else the checkout's ``data/``; relative paths against the checkout
+  (:mod:`mt5lab.notebook.store_info`);
 - loads the profile (credentials come from the environment or ``.env``, never from a parameter) and
   opens its offline store;
-- optionally seeds the store with the bundled samples (GOOG D1, EURUSD H1): validated, ingested and
-  built. Idempotent: a second run writes nothing.
+- only when asked (``samples=True``), loads the bundled samples (GOOG D1, EURUSD H1) into that store:
+  validated, ingested and built. Idempotent: a second run writes nothing;
+- prints, as the notebook's first output line, the store it reads and the symbols per timeframe
+  it holds (recorded as ``store``).
 
 Notebooks hold no logic: they call this module and the compute/plot modules and show the results.
 """
@@ -18,6 +22,7 @@ Notebooks hold no logic: they call this module and the compute/plot modules and 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,11 +52,12 @@ def progress_enabled() -> bool:
 
 
 def out_directory(out_dir: str | Path = "") -> Path:
-    from mt5lab.config import project_root
+    """Where records and figures go: ``out_dir``, else ``$MT5LAB_NB_OUT``, else ``reports/``; a
+    relative path is taken against the checkout."""
+    from mt5lab.notebook.store_info import checkout_path
 
     chosen = str(out_dir or os.environ.get(ENV_OUT) or "")
-    path = Path(chosen) if chosen else project_root() / "reports"
-    path = path.expanduser().resolve()
+    path = checkout_path(chosen or "reports")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -64,6 +70,8 @@ class Session:
     store: object  # mt5lab.storage.OfflineStore
     recorder: Recorder
     progress: bool = False
+    tag: str = ""
+    interactive: bool = False
     started: float = field(default_factory=time.perf_counter)
 
     def __repr__(self) -> str:
@@ -71,29 +79,47 @@ class Session:
 
     # -- results ---------------------------------------------------------------------------
     def record(self, name: str, value):
-        """Record a number that matters (see :mod:`mt5lab.notebook.record`); returns ``value``."""
-        return self.recorder.record(name, value)
+        """Record a number that matters (see :mod:`mt5lab.notebook.record`).
+
+        Returns what a notebook shows for it: a table as it is, a dict or a list of rows as a
+        compact table (:func:`mt5lab.notebook.show.table`), a scalar as it is.
+        """
+        from mt5lab.notebook.show import table
+
+        self.recorder.record(name, value)
+        return table(value)
+
+    def figure_path(self, name: str) -> Path:
+        """``<out>/<notebook>.<tag>.<name>.png`` (no tag: ``<notebook>.<name>.png``)."""
+        return self.out / ".".join(p for p in (self.name, self.tag, name, "png") if p)
 
     def figure(self, fig, name: str) -> None:
-        """Save ``fig`` as ``<out>/<notebook>.<name>.png``, show that PNG inline, close the figure.
+        """Save ``fig`` as :meth:`figure_path`, show it, close it.
 
-        Returns None so that a notebook line ending in this call prints nothing but the picture.
+        Shown inline as that PNG, or, with ``interactive`` on, as the live figure (zoom, pan, hover
+        coordinates; the PNG is written all the same). Returns None so that a notebook line ending
+        in this call prints nothing but the picture.
         """
         import matplotlib.pyplot as plt
 
         from mt5lab.plots.base import save
 
-        path = save(fig, self.out / f"{self.name}.{name}.png")
-        plt.close(fig)
+        path = save(fig, self.figure_path(name))
         figures = self.recorder.values.get("figures", [])
         if path.name not in figures:
-            self.record("figures", [*figures, path.name])
-        _show_png(path)
+            self.recorder.record("figures", [*figures, path.name])
+        if self.interactive:
+            _show_live(fig)
+        else:
+            plt.close(fig)
+            _show_png(path)
 
-    def done(self) -> dict:
-        """Record the run time; return everything recorded."""
-        self.record("elapsed_s", round(time.perf_counter() - self.started, 2))
-        return dict(self.recorder.values)
+    def done(self):
+        """Record the run time; return the records as one compact table (name, value)."""
+        from mt5lab.notebook.show import records_table
+
+        self.recorder.record("elapsed_s", round(time.perf_counter() - self.started, 2))
+        return records_table(self.recorder.values)
 
     # -- store steps ------------------------------------------------------------------------
     def seed_samples(self, names: list[str] | None = None) -> dict:
@@ -131,6 +157,20 @@ def _display_options() -> None:
     pl.Config.set_fmt_str_lengths(80)
 
 
+def _show_live(fig) -> None:
+    """Show ``fig`` as an ipympl widget, unless ipympl already did when the figure was created
+    (its interactive mode displays every new figure)."""
+    import matplotlib.pyplot as plt
+
+    if plt.isinteractive():
+        return
+    try:
+        from IPython.display import display
+    except ImportError:  # pragma: no cover - plain python
+        return
+    display(fig.canvas)
+
+
 def _show_png(path: Path) -> None:
     try:
         from IPython import get_ipython
@@ -141,31 +181,58 @@ def _show_png(path: Path) -> None:
         display(Image(filename=str(path)))
 
 
+def tag(*parts) -> str:
+    """The parameters that made a figure, for its file name: parts other than ``""`` and 0 joined by ``_``, each
+    reduced to letters, digits, ``-`` and ``+``, a file path to its stem
+    (``tag("GOOG", "D1", "", 250)`` -> ``GOOG_D1_250``; ``tag("/x/eurusd.csv")`` -> ``eurusd``)."""
+    parts = [p for p in parts if p not in ("", None, 0)]  # unset parameters (0: "the default") say nothing
+    texts = [Path(str(p)).stem if re.search(r"[/\\]", str(p)) else str(p) for p in parts]  # a file: its stem
+    clean = [re.sub(r"[^A-Za-z0-9+-]+", "-", t).strip("-") for t in texts if t.strip()]
+    return "_".join(c for c in clean if c)
+
+
 def start(name: str, *, profile: str = "local", data_dir: str = "", out_dir: str = "",
-          samples: bool = True) -> Session:
-    """Open a notebook session (see the module docstring). ``samples`` seeds the bundled samples."""
+          samples: bool = False, tag: str = "", interactive: bool = False) -> Session:
+    """Open a notebook session (see the module docstring).
+
+    Args:
+        name: the notebook's file stem (records and figures are named after it).
+        profile: ``local`` or ``postgres`` (credentials from the environment or ``.env``).
+        data_dir: the local data directory; empty: ``MT5LAB_DATA_DIR``, else the checkout's ``data/``.
+            Relative paths are taken against the checkout.
+        out_dir: records and figures; empty: ``$MT5LAB_NB_OUT``, else the checkout's ``reports/``.
+        samples: load the bundled samples into the store first (idempotent).
+        tag: the parameters that make the figures (:func:`tag`), part of each figure's file name.
+        interactive: live matplotlib figures (ipympl) in JupyterLab; ignored outside a Jupyter kernel
+            and under papermill (:func:`mt5lab.notebook.show.interactive_enabled`).
+    """
     from mt5lab.catalog import catalog_hash
     from mt5lab.config import load_profile, profile_name
     from mt5lab.errors import install_log_redaction
     from mt5lab.feast_repo import store as store_mod
+    from mt5lab.notebook.show import interactive_enabled
+    from mt5lab.notebook.store_info import describe, holdings, resolve_data_dir, store_contents
     from mt5lab.storage import open_store
 
     install_log_redaction()
     _display_options()
     out = out_directory(out_dir)
     prof_name = profile_name(profile)
-    if data_dir:
-        os.environ["MT5LAB_DATA_DIR"] = str(Path(data_dir).expanduser().resolve())
-    elif prof_name == "local":
-        os.environ["MT5LAB_DATA_DIR"] = str(out / "data" / name)
+    os.environ["MT5LAB_DATA_DIR"] = str(resolve_data_dir(data_dir))  # absolute: Feast and the CLI agree
     store_mod._STORES.clear()  # the data dir may have changed since the kernel started
     prof = load_profile(prof_name)
     rec = Recorder(records_path(out, name))
-    session = Session(name, out, prof, open_store(prof), rec, progress_enabled())
-    session.record("notebook", name)
-    session.record("profile", prof.name)
-    session.record("catalog_hash", catalog_hash())
-    session.record("python_prefix", sys.prefix)
+    live = interactive_enabled(interactive)
+    session = Session(name, out, prof, open_store(prof), rec, progress_enabled(), tag, live)
+    rec.record("notebook", name)
+    rec.record("profile", prof.name)
+    rec.record("catalog_hash", catalog_hash())
+    rec.record("python_prefix", sys.prefix)
     if samples:
-        session.record("seed", session.seed_samples())
+        rec.record("seed", session.seed_samples())
+    contents = store_contents(session.store)
+    line = describe(prof, contents)
+    print(line, flush=True)
+    rec.record("store", {"line": line, "profile": prof.name, "data_dir": os.environ["MT5LAB_DATA_DIR"],
+                         "holdings": holdings(contents)})
     return session

@@ -9,6 +9,22 @@ May import: :mod:`mt5lab.research` and every stage below it. Only the notebook l
 entry points (the demo) import plots.
 """
 
-from mt5lab.plots import base, features, monitoring, quality, serving, training, views
+import importlib
+import importlib.util
 
-__all__ = ["base", "features", "monitoring", "quality", "serving", "training", "views"]
+_MODULES = ("base", "features", "monitoring", "quality", "serving", "training", "views")
+__all__ = list(_MODULES)
+
+
+def __getattr__(name: str):
+    """``mt5lab.plots.<module>`` (any module of the package), imported on first use (a notebook's
+    import cell stays cheap)."""
+    if name.startswith("_") or importlib.util.find_spec(f"mt5lab.plots.{name}") is None:
+        raise AttributeError(f"module 'mt5lab.plots' has no attribute {name!r}")
+    module = importlib.import_module(f"mt5lab.plots.{name}")
+    globals()[name] = module
+    return module
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES})

@@ -11,60 +11,75 @@ import polars as pl
 from matplotlib.ticker import EngFormatter
 
 from mt5lab.catalog import bar_duration
+from mt5lab.plots.axis import XAxis
 from mt5lab.plots.base import _dates
 
+MAX_LABELS = 12  # rejected rows labelled on the chart (all are marked; the table lists them all)
 
-def validation_figure(inspection, max_gap_labels: int = 0):
-    """Close (and volume) of the inspected bars; gaps shaded, suspicious and rejected rows marked."""
+
+def validation_figure(inspection, max_gap_labels: int = 0, axis: str = "auto"):
+    """Close (and volume) of the inspected bars; gaps shaded, suspicious and rejected rows marked.
+
+    ``axis``: ``auto``, ``bars`` (trading time) or ``time`` (:mod:`mt5lab.plots.axis`); gaps are drawn
+    by :meth:`~mt5lab.plots.axis.XAxis.mark_gaps`, as in the feature-view figures.
+    """
     bars = inspection.bars
     fig, (ax, axv) = plt.subplots(2, 1, figsize=(12, 6.5), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1]})
     s = inspection.summary()
-    tf = bars["timeframe"][0] if bars.height and "timeframe" in bars.columns else "?"
+    tf = bars["timeframe"][0] if bars.height and "timeframe" in bars.columns else "D1"
     symbols = ", ".join(sorted(bars["symbol"].unique().to_list())) if bars.height else inspection.source
-    if bars.height == 0:
+    xa = XAxis(bars.unique("time", keep="first", maintain_order=True) if bars.height else bars, tf, axis) \
+        if bars.height else None
+    if xa is None:
         ax.text(0.5, 0.5, "file could not be read: nothing to draw", ha="center", va="center",
                 transform=ax.transAxes, color="tab:red")
     else:
-        t = bars["time"].to_numpy()
-        ax.plot(t, bars["close"].to_numpy(), lw=0.8, color="black", label="close")
-        vol = np.where(bars["real_volume"].fill_null(0).to_numpy() > 0, bars["real_volume"].fill_null(0),
-                       bars["tick_volume"].fill_null(0))
-        volume_panel(axv, t, vol, tf)
-    if inspection.report is not None:
-        step = bar_duration(tf)
-        for i, g in enumerate(inspection.report.gaps.iter_rows(named=True)):
-            for a in (ax, axv):
-                a.axvspan(g["gap_start"], g["gap_end"] + step, color="tab:red", alpha=0.25, lw=0,
-                          label="gap (missing bars)" if i == 0 and a is ax else None)
-        sus = inspection.report.suspicious.join(bars.select("time", "close"), on="time", how="left")
+        d, t = xa.frame, xa.x
+        ax.plot(t, d["close"].cast(pl.Float64).fill_null(float("nan")).to_numpy(), lw=0.8, color="black",
+                label="close")
+        vol = np.where(d["real_volume"].fill_null(0).to_numpy() > 0, d["real_volume"].fill_null(0),
+                       d["tick_volume"].fill_null(0))
+        volume_panel(axv, t, vol, tf, width=xa.width / 0.7 * 0.8)
+    if inspection.report is not None and xa is not None:
+        for k, a in enumerate((ax, axv)):
+            xa.mark_gaps(a, inspection.report.gaps, label=k == 0)
+        sus = inspection.report.suspicious.join(bars.select("time", "close").unique("time"), on="time", how="left")
         if sus.height:
-            ax.scatter(sus["time"].to_numpy(), sus["close"].to_numpy(), marker="^", s=40, color="tab:orange",
+            ax.scatter(xa.at(sus["time"]), sus["close"].to_numpy(), marker="^", s=40, color="tab:orange",
                        edgecolor="black", lw=0.5, zorder=3, label=f"suspicious ({sus.height})")
-    rej = inspection.rejected.filter(pl.col("time").is_not_null())
-    if rej.height and bars.height:
-        rej = rej.join(bars.select("time", "close"), on="time", how="left")
-        ax.scatter(rej["time"].to_numpy(), rej["close"].to_numpy(), marker="X", s=120, color="tab:red",
-                   edgecolor="black", zorder=4, label="rejected row")
-        for r in rej.iter_rows(named=True):
-            ax.annotate(f"row {r['source_row']}: {r['rule']}", (r["time"], r["close"]), xytext=(8, 8),
+    rej = (inspection.rejected.filter(pl.col("time").is_not_null())
+           .group_by("source_row", "time", maintain_order=True).agg(pl.col("rule").str.join(", ")))
+    if rej.height and xa is not None:
+        rej = rej.join(bars.select("time", "close").unique("time"), on="time", how="left")
+        x = xa.at(rej["time"])
+        ax.scatter(x, rej["close"].to_numpy(), marker="X", s=120, color="tab:red",
+                   edgecolor="black", zorder=4, label=f"rejected rows ({rej.height})")
+        for xi, r in zip(x[:MAX_LABELS], rej.head(MAX_LABELS).iter_rows(named=True), strict=False):
+            ax.annotate(f"row {r['source_row']}: {r['rule']}", (xi, r["close"]), xytext=(8, 8),
                         textcoords="offset points", color="tab:red", fontsize=9)
     status = (f"{s['gaps']} gaps ({s['missing_bars']} missing bars), {s['suspicious']} suspicious"
-              if inspection.ok else f"REJECTED: {s['rule']}")
+              if inspection.ok else f"REJECTED: {s['rejected']} rows, {s['violations']} violations "
+                                    f"(first: {s['rule']})")
     ax.set_title(f"{symbols} {tf} ({inspection.calendar} calendar): {s['rows']} bars, {status}")
     ax.set_ylabel("close (price)")
-    axv.set_xlabel("bar open time (UTC)")
     ax.legend(loc="upper left", fontsize=8)
     for a in (ax, axv):
-        _dates(a)
+        if xa is not None:
+            xa.format(a)
+        else:
+            _dates(a)
+    axv.set_xlabel(xa.label if xa is not None else "bar open time (UTC)")
     fig.tight_layout()
     return fig
 
 
-def volume_panel(ax, t, vol, tf: str, color: str = "tab:gray") -> None:
-    """Volume as bars when few, as a filled step line when many (thin bars alias into stripes)."""
+def volume_panel(ax, t, vol, tf: str, color: str = "tab:gray", width: float | None = None) -> None:
+    """Volume as bars when few, as a filled step line when many (thin bars alias into stripes).
+    ``width``: a bar's width in x units (default: 80% of the timeframe, in days)."""
     if len(t) <= 400:
-        ax.bar(t, vol, width=bar_duration(tf).total_seconds() / 86400 * 0.8, color=color)
+        ax.bar(t, vol, width=width if width is not None else bar_duration(tf).total_seconds() / 86400 * 0.8,
+               color=color)
     else:
         ax.fill_between(t, vol, step="mid", color=color, lw=0)
     ax.yaxis.set_major_formatter(EngFormatter())

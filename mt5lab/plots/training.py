@@ -14,8 +14,18 @@ from mt5lab.training.labels import LABEL_END
 SPLIT_COLORS = {"train": "tab:blue", "validation": "tab:orange", "test": "tab:green"}
 
 
-def label_figure(ts: pl.DataFrame, labels: list[str], rows: dict[str, np.ndarray] | None = None):
-    """Return labels as histograms (percent), direction labels as bars; per split if ``rows``."""
+CLIP_PERCENT = (0.5, 99.5)
+"""Return-label histograms span these percentiles of all rows; what lies outside is counted and said."""
+
+
+def label_figure(ts: pl.DataFrame, labels: list[str], rows: dict[str, np.ndarray] | None = None,
+                 title: str = ""):
+    """Return labels as histograms (percent), direction labels as bars; per split if ``rows``.
+
+    A return histogram spans the 0.5th to 99.5th percentile of all rows (:data:`CLIP_PERCENT`), so
+    a few extreme returns do not squash it; the figure says how many rows (and what share) lie
+    outside and are not drawn. ``title`` (e.g. symbol and timeframe) heads the figure.
+    """
     fig, axes = plt.subplots(1, len(labels), figsize=(6 * len(labels), 4.2), squeeze=False)
     groups = rows or {"all rows": np.arange(ts.height)}
     for ax, name in zip(axes[0], labels, strict=True):
@@ -32,7 +42,13 @@ def label_figure(ts: pl.DataFrame, labels: list[str], rows: dict[str, np.ndarray
             ax.set_ylabel("share of rows (%)")
         else:
             v_all = s.drop_nulls().to_numpy() * 100
-            edges = np.linspace(*np.nanpercentile(v_all, [0.5, 99.5]), 41) if len(v_all) else 10
+            edges = np.linspace(*np.nanpercentile(v_all, CLIP_PERCENT), 41) if len(v_all) else 10
+            if len(v_all):
+                out = int(np.sum((v_all < edges[0]) | (v_all > edges[-1])))
+                ax.text(0.01, 0.98, f"not drawn: {out} of {len(v_all)} rows ({100 * out / len(v_all):.1f}%)\n"
+                        f"outside [{edges[0]:.2f}%, {edges[-1]:.2f}%], the {CLIP_PERCENT[0]:g}th-"
+                        f"{CLIP_PERCENT[1]:g}th percentiles", transform=ax.transAxes, va="top", fontsize=8,
+                        color="tab:red")
             for g, r in groups.items():
                 v = s[r].drop_nulls().to_numpy() * 100
                 ax.hist(v, bins=edges, weights=np.full(len(v), 100 / max(len(v), 1)), histtype="step", lw=1.5,
@@ -43,7 +59,7 @@ def label_figure(ts: pl.DataFrame, labels: list[str], rows: dict[str, np.ndarray
         ax.set_title(name)
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle("Label distribution" + (" per split" if rows else ""))
+    fig.suptitle(f"{title + ': ' if title else ''}label distribution" + (" per split" if rows else ""))
     fig.tight_layout()
     return fig
 

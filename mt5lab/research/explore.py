@@ -27,26 +27,67 @@ def parse_time(text: str, name: str = "time") -> datetime | None:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-def feature_window(store, symbol: str, timeframe: str, start: str = "", end: str = "",
-                   last: int = 0) -> pl.DataFrame:
-    """Feature rows of ``symbol`` with ``start <= time <= end`` (bar open, ISO, UTC), the last ``last``."""
+def history(store, symbol: str, timeframe: str) -> pl.DataFrame:
+    """Every feature row of ``symbol``, sorted by bar open ``time``; ValueError naming the symbols
+    the store has when it has none of ``symbol``."""
     tf = check_timeframe(timeframe)
     df = store.read_features(tf, [symbol])
     if df.height == 0:
         have = store.read_features(tf, columns=["symbol"])["symbol"].unique().sort().to_list()
         raise ValueError(f"no {tf} features for {symbol!r} in the store; symbols with {tf} features: "
                          f"{', '.join(have) or 'none (ingest and build first)'}")
+    return df.sort("time")
+
+
+DEFAULT_LAST = 250
+"""Bars in a window given neither ``start`` nor ``last``."""
+
+
+def feature_window(store, symbol: str, timeframe: str, start: str = "", end: str = "",
+                   last: int = 0) -> pl.DataFrame:
+    """Feature rows of ``symbol``, sorted by bar open ``time``, in one window (ISO times, UTC):
+
+    - ``start`` (and optionally ``end``): every bar with ``start <= time <= end``; ``last`` must
+      then be 0, because the window is already bounded (an explicit start is never cut short
+      by a count);
+    - otherwise: the latest ``last`` bars (0: :data:`DEFAULT_LAST`) with ``time <= end``
+      (``end`` empty: the latest bar).
+
+    Raises ValueError: unparsable times, ``start`` after ``end``, ``start`` together with ``last``,
+    no such symbol (naming the symbols the store has), or no bars in the window.
+    """
+    tf = check_timeframe(timeframe)
     lo, hi = parse_time(start, "start"), parse_time(end, "end")
+    if lo is not None and hi is not None and lo > hi:
+        raise ValueError(f"start {start} is after end {end}")
+    if lo is not None and last:
+        raise ValueError(f"start={start} and last={last} both bound the window: give start (and end) for "
+                         f"a date range, or last (and end) for the latest bars; set last to 0 with start")
+    df = history(store, symbol, tf)
     if lo is not None:
         df = df.filter(pl.col("time") >= lo)
     if hi is not None:
         df = df.filter(pl.col("time") <= hi)
     df = df.sort("time")
-    if last:
-        df = df.tail(last)
+    if lo is None:
+        df = df.tail(last or DEFAULT_LAST)
     if df.height == 0:
         raise ValueError(f"{symbol} {tf}: no bars between {start or 'the start'} and {end or 'the end'}")
     return df
+
+
+def window_gaps(frame: pl.DataFrame, timeframe: str, calendar: str = "", server_tz: str | None = None) -> pl.DataFrame:
+    """Missing bars inside one symbol's window against its market calendar
+    (:func:`mt5lab.bars.calendars.find_gaps`: ``gap_start``, ``gap_end``, ``missing_bars``; UTC).
+    ``calendar``: default the symbol's (:func:`mt5lab.bars.calendars.symbol_calendar`); ``server_tz``:
+    the bar grid's clock (default ``MT5LAB_SERVER_TZ``, else UTC)."""
+    from mt5lab.bars.calendars import find_gaps, symbol_calendar
+    from mt5lab.bars.clock import resolve_server_tz
+
+    tf = check_timeframe(timeframe)
+    cal = calendar or symbol_calendar(frame["symbol"][0] if frame.height else "")
+    tz = resolve_server_tz(server_tz, "window", required=False)
+    return find_gaps(frame["time"], tf, cal, tz)
 
 
 def window_summary(frame: pl.DataFrame) -> dict:

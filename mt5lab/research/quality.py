@@ -49,11 +49,13 @@ class Inspection:
 
     def summary(self) -> dict:
         """Plain numbers: rows, gaps, missing bars, suspicious and rejected rows, extent."""
+        rejected = self.rejected["source_row"].n_unique() if self.rejected.height else 0
         base = {"source": self.source, "calendar": self.calendar, "rows": self.bars.height,
-                "rejected": self.rejected.height}
+                "rejected": rejected, "violations": self.rejected.height}
         if self.report is None:
             return base | {"gaps": None, "missing_bars": None, "suspicious": None,
-                           "rule": self.rejected["rule"][0] if self.rejected.height else None}
+                           "rule": self.rejected["rule"][0] if self.rejected.height else None,
+                           "rules": sorted(set(self.rejected["rule"].to_list()))}
         s = self.report.summary()
         return base | {"gaps": s["gaps"], "missing_bars": s["missing_bars"],
                        "suspicious": s["suspicious"], "first_time": self.report.first_time,
@@ -62,7 +64,8 @@ class Inspection:
 
 def read_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1", format: str = "auto",
                 server_tz: str | None = None) -> tuple[pl.DataFrame, str]:
-    """Bars of a bundled sample (``path == ""``, ``symbol`` names it) or of a file, and a source name."""
+    """Bars of a bundled sample (``path == ""``, ``symbol`` names it) or of a file (a relative path is
+    taken against the checkout, as every notebook path is), and a source name."""
     if not path:
         from mt5lab.bars.samples import SAMPLES, load_sample
 
@@ -70,8 +73,11 @@ def read_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1", 
             raise ValueError(f"no bundled sample {symbol!r}; samples: {', '.join(SAMPLES)} (or give a path)")
         return load_sample(symbol), f"sample:{symbol.upper()}"
     from mt5lab.bars.readers import read_bars
+    from mt5lab.config import project_root
 
-    return read_bars(Path(path).expanduser(), symbol=symbol or None, timeframe=timeframe,
+    file = Path(path).expanduser()
+    file = file if file.is_absolute() else project_root() / file  # notebooks run in notebooks/: the checkout
+    return read_bars(file, symbol=symbol or None, timeframe=timeframe,
                      format=format, server_tz=server_tz or None), str(path)  # "": MT5LAB_SERVER_TZ
 
 
@@ -88,8 +94,9 @@ def inspect_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1
                    server_tz: str | None = None, calendar: str = "") -> Inspection:
     """Read and validate one source; a rule violation is returned as a rejected row, not raised.
 
-    The validator reports the *first* violation (in row order); the rejected table holds that row.
-    A file that cannot be read at all is returned with no bars and the reader's rejection.
+    The rejected table holds *every* violation of the hard rules (one row per row and rule, in row
+    order: :func:`mt5lab.bars.validate.violations`), so one run shows all that needs fixing. A file
+    that cannot be read at all is returned with no bars and the reader's rejection.
     """
     from mt5lab.bars.validate import validate_bars
 
@@ -109,6 +116,16 @@ def inspect_source(path: str = "", *, symbol: str = "GOOG", timeframe: str = "D1
 
 
 def _rejection(exc: BarValidationError, bars: pl.DataFrame) -> pl.DataFrame:
+    """Every violation the validator found (``exc.violations``), else the one it names."""
+    found = getattr(exc, "violations", None)
+    if found is not None and found.height:
+        from mt5lab.bars.validate import detail_text
+
+        return pl.DataFrame({
+            "source_row": found["source_row"], "time": found["time"] if "time" in found.columns else None,
+            "rule": found["rule"],
+            "detail": [detail_text(r) for r in found.iter_rows(named=True)],
+        }, schema=REJECTED_SCHEMA)
     time = None
     if exc.row is not None and bars.height:
         rows = (bars.filter(pl.col("source_row") == exc.row) if "source_row" in bars.columns
