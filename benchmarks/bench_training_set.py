@@ -6,14 +6,21 @@ Feast project is applied. Entity frames: 1,000,000 random (symbol, time) rows ov
 (times on and between bar closes, before the first bar, after ttl expiry, unknown symbols) and its
 first 10,000 rows.
 
+The postgres profile's database (``mt5lab_bench_training``) is kept between runs and loaded once
+from the local store's Parquet file by binary COPY (same rows, same created_timestamp).
+
 Measured, each in a fresh subprocess so that peak RSS is the run's own:
-* mt5lab, 1,000,000 rows x 42 features, local profile (goal <= 3 s, peak RSS <= 4 GiB): the first
-  call after a write (it builds the memory-mapped mirror, mt5lab.training.pit_mirror), then warm calls to
-  pandas and to polars, and the plain read_features path (MT5LAB_PIT_MIRROR=0);
+* local, 1,000,000 rows x 42 features: the first call after a write (it builds the memory-mapped
+  mirror, mt5lab.training.pit_mirror), then warm calls to pandas (goal <= 3 s) and to polars (goal
+  <= 1.0 s), against the plain read_features path (MT5LAB_PIT_MIRROR=0) as the baseline;
+* postgres, the same 1,000,000 rows to pandas and to polars (goal <= 5 s, peak RSS <= 4 GiB), with
+  the peak RSS of the PostgreSQL backends doing the join, and a check that the frame equals the
+  local profile's;
 * mt5lab and Feast on the same 10,000-row frame, per profile; the outputs are checked equal
   (mt5lab.training.pit_feast) before the ratio is printed (goal >= 300x local, >= 100x postgres).
 
-    .venv/bin/python benchmarks/bench_training_set.py [--profiles local,postgres] [--rows 1000000]
+    .venv/bin/python benchmarks/bench_training_set.py [--profiles local,postgres]
+        [--feast-profiles local,postgres] [--rows 1000000] [--fresh-pg]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import resource
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +41,43 @@ GIB = 2**30
 
 def _rss_peak() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class _ServerRss:
+    """Peak of the summed RSS of the PostgreSQL backends connected to ``database`` (Linux /proc,
+    sampled every 20 ms in a thread)."""
+
+    def __init__(self, database: str):
+        import threading
+
+        self.database, self.peak, self._stop, self._seen = database, 0, threading.Event(), {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> int:
+        total = 0
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                if pid not in self._seen:  # each process's command line is read once (cheap sampling)
+                    cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                    self._seen[pid] = cmd.startswith(b"postgres: ") and self.database.encode() in cmd
+                if not self._seen[pid]:
+                    continue
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            except OSError:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._sample())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
 
 
 # --- child: one measured run ----------------------------------------------------------------------
@@ -46,6 +91,7 @@ def child(args: dict) -> None:
     ent = pd.read_parquet(args["entities"])
     if args.get("rows"):
         ent = ent.iloc[: args["rows"]].reset_index(drop=True)
+    sampler = _ServerRss(PG_DATABASE) if args.get("server_rss") else None
     before = _rss_peak()
     t0, c0 = time.perf_counter(), time.process_time()
     if args.get("engine") == "feast":
@@ -56,10 +102,14 @@ def child(args: dict) -> None:
         out = training_set(ent, "mt5_v1", profile=args["profile"], to=args.get("to", "pandas"),
                            progress=False)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+    extra = {"server_rss": sampler.stop()} if sampler else {}
     if args.get("save"):
-        (out if isinstance(out, pd.DataFrame) else out.to_pandas()).to_parquet(args["save"])
+        if isinstance(out, pd.DataFrame):
+            out.to_parquet(args["save"])
+        else:
+            out.write_parquet(args["save"])
     print(json.dumps({"seconds": secs, "cpu": cpu, "rows": len(ent), "out_rows": len(out), "cols": out.shape[1],
-                      "rss_before": before, "rss_peak": _rss_peak()}))
+                      "rss_before": before, "rss_peak": _rss_peak()} | extra))
 
 
 def run_child(env: dict | None = None, **args) -> dict:
@@ -96,6 +146,78 @@ def setup_store(profile: str, symbols: int, bars: int) -> None:
             print(f"  {profile}: features for {i + len(b) // bars:,} symbols written", flush=True)
         print(f"  {profile}: {symbols * bars:,} feature rows in {time.perf_counter() - t0:.0f} s", flush=True)
     apply(profile, "D1")
+
+
+PG_DATABASE = "mt5lab_bench_training"
+"""The postgres profile's benchmark database: kept between runs (loading 5M rows is the slow part),
+dropped and reloaded with ``--fresh-pg``."""
+
+
+@contextmanager
+def postgres_env(fresh: bool):
+    """The postgres profile pointed at :data:`PG_DATABASE` (created if missing) and a throwaway
+    Redis; the environment is restored on exit. Same variables as
+    ``mt5lab.testing.sandbox.postgres_profile_env``, which makes a new database every time."""
+    import secrets
+
+    import psycopg
+    from psycopg import sql
+
+    from mt5lab.testing.sandbox import PG_HOST, PG_PORT, PG_USER, redis_server
+
+    kw = dict(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, sslmode="disable")
+    with psycopg.connect(**kw) as conn:
+        db = sql.Identifier(PG_DATABASE)
+        if fresh:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone():
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
+    password = secrets.token_urlsafe(16)
+    with redis_server(password) as (rhost, rport):
+        values = {"MT5LAB_PROFILE": "postgres", "MT5LAB_PG_USER": PG_USER, "MT5LAB_PG_PASSWORD": "",
+                  "MT5LAB_PG_HOST": PG_HOST, "MT5LAB_PG_PORT": str(PG_PORT), "MT5LAB_PG_DATABASE": PG_DATABASE,
+                  "MT5LAB_PG_SSLMODE": "disable", "MT5LAB_REDIS_HOST": rhost, "MT5LAB_REDIS_PORT": str(rport),
+                  "MT5LAB_REDIS_DB": "0", "MT5LAB_REDIS_PASSWORD": password}
+        saved = {k: os.environ.get(k) for k in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+def load_postgres(symbols: int, bars: int) -> None:
+    """The local store's feature rows (same values, same created_timestamp) into PostgreSQL by
+    binary COPY, 500,000 rows at a time (bounded memory), then VACUUM ANALYZE (what autovacuum
+    would do to a freshly loaded table). A few minutes for 5M rows, once: the database is kept."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.storage import open_store
+
+    store, local = open_store("postgres"), open_store("local")
+    have = store.counts().get("features_d1", 0)
+    if have != symbols * bars:
+        t0 = time.perf_counter()
+        if have:
+            with store.connect() as conn:
+                conn.execute("TRUNCATE features.d1")
+        pf = pq.ParquetFile(local.features_path("D1"))
+        done = 0
+        with store.lock():
+            for batch in pf.iter_batches(batch_size=500_000):
+                store.write_features("D1", pl.from_arrow(batch))
+                done += batch.num_rows
+                print(f"  postgres: {done:,} feature rows copied", flush=True)
+        with store.connect() as conn:
+            conn.execute("VACUUM ANALYZE features.d1")
+        print(f"  postgres: {done:,} feature rows in {time.perf_counter() - t0:.0f} s", flush=True)
+    apply("postgres", "D1")
 
 
 def make_entities(path: Path, rows: int, seed: int = 1) -> None:
@@ -155,6 +277,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--child")
     ap.add_argument("--profiles", default="local,postgres")
+    ap.add_argument("--feast-profiles", default="local,postgres",
+                    help="profiles whose 10k-row frame also runs through Feast (local: ~10 min)")
+    ap.add_argument("--fresh-pg", action="store_true", help=f"drop and reload database {PG_DATABASE}")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--feast-rows", type=int, default=10_000)
     ap.add_argument("--symbols", type=int, default=10_000)
@@ -174,54 +299,87 @@ def main() -> None:
     make_entities(ent, a.rows)
     results = []
 
-    def row(profile, what, r, ratio="", check=""):
-        results.append((profile, what, r["rows"], r["seconds"], r.get("cpu", float("nan")),
-                        r["rows"] / r["seconds"], r["rss_peak"], r["rss_peak"] - r["rss_before"], ratio, check))
+    def row(profile, what, r, vs="", goal="", met=None, check=""):
+        results.append((profile, what, r, vs, goal, met, check))
         print(f"  {profile} {what}: {r['seconds']:.3f} s", flush=True)
 
+    feast_profiles = {p.strip() for p in a.feast_profiles.split(",")}
+    n1 = f"{a.rows // 1000:,}k"
     for profile in [p.strip() for p in a.profiles.split(",") if p.strip()]:
         ctx = None
         if profile == "postgres":
-            from mt5lab.testing.sandbox import postgres_profile_env
-
-            ctx = postgres_profile_env()
+            ctx = postgres_env(a.fresh_pg)
             ctx.__enter__()
-            setup_store("postgres", a.symbols, a.bars)
+            load_postgres(a.symbols, a.bars)
         try:
             if profile == "local":
                 import shutil
 
                 shutil.rmtree(data / "local" / "cache", ignore_errors=True)
-                row(profile, f"{a.rows // 1000:,}k rows, builds mirror", run_child(entities=str(ent), profile=profile))
-                row(profile, f"mt5lab {a.rows:,} rows -> pandas", run_child(entities=str(ent), profile=profile))
-                row(profile, f"mt5lab {a.rows:,} rows -> polars",
-                    run_child(entities=str(ent), profile=profile, to="polars"))
-                row(profile, f"{a.rows // 1000:,}k, read_features path",
-                    run_child(env={"MT5LAB_PIT_MIRROR": "0"}, entities=str(ent), profile=profile))
+                row(profile, f"{n1} rows, builds mirror", run_child(entities=str(ent), profile=profile))
+                pdf = run_child(entities=str(ent), profile=profile)
+                plf = run_child(entities=str(ent), profile=profile, to="polars", save=str(data / "out_local.parquet"))
+                base = run_child(env={"MT5LAB_PIT_MIRROR": "0"}, entities=str(ent), profile=profile)
+                row(profile, f"mt5lab {n1} -> pandas", pdf, _vs(base, pdf, "read_features"), "<= 3 s",
+                    pdf["seconds"] <= 3)
+                row(profile, f"mt5lab {n1} over 5M -> polars", plf, _vs(base, plf, "read_features"),
+                    "<= 1.0 s", plf["seconds"] <= 1.0)
+                row(profile, f"{n1}, read_features path", base)
+            else:
+                rss = "<= 4 GiB"
+                for to in ("pandas", "polars"):
+                    out = data / f"out_postgres_{to}.parquet"
+                    r = run_child(entities=str(ent), profile=profile, to=to, server_rss=True, save=str(out))
+                    row(profile, f"mt5lab {n1} over 5M -> {to}", r, "", f"<= 5 s, {rss}",
+                        r["seconds"] <= 5 and max(r["rss_peak"], r.get("server_rss", 0)) <= 4 * GIB,
+                        _same_as_local(out, data / "out_local.parquet"))
+            if profile not in feast_profiles:
+                continue
             ours = run_child(entities=str(ent), profile=profile, rows=a.feast_rows)
             fout = data / f"feast_{profile}_{a.feast_rows}.parquet"
             feast = run_child(entities=str(ent), profile=profile, rows=a.feast_rows, engine="feast",
                               save=str(fout))
             check = check_equal(profile, ent, fout, a.feast_rows)
-            ratio = feast["seconds"] / ours["seconds"]
-            row(profile, f"mt5lab {a.feast_rows:,} rows", ours, f"{ratio:,.0f}x", check)
-            row(profile, f"Feast {a.feast_rows:,} rows", feast)
+            goal = 300 if profile == "local" else 100
+            row(profile, f"mt5lab {a.feast_rows // 1000:,}k rows", ours, _vs(feast, ours, "Feast"), f">= {goal}x Feast",
+                feast["seconds"] / ours["seconds"] >= goal, check)
+            row(profile, f"Feast {a.feast_rows // 1000:,}k rows", feast)
         finally:
             if ctx is not None:
                 ctx.__exit__(None, None, None)
 
     print()
-    head = f"{'profile':9} {'run':32} {'rows':>10} {'seconds':>9} {'cpu s':>8} {'rows/s':>12} " \
-           f"{'peak RSS':>10} {'join RSS':>10} {'vs Feast':>9}  check"
+    head = (f"{'profile':9} {'run':30} {'rows':>9} {'seconds':>8} {'cpu s':>7} {'peak RSS':>9} {'server':>8} "
+            f"{'vs baseline':>24} {'goal':>18} {'met':>4}  check")
     print(head)
     print("-" * len(head))
-    for p, w, n, s, cpu, rps, peak, inc, ratio, check in results:
-        print(f"{p:9} {w:32} {n:>10,} {s:>9.3f} {cpu:>8.2f} {rps:>12,.0f} {peak / GIB:>8.2f}Gi "
-              f"{inc / GIB:>8.2f}Gi {ratio:>9}  {check}")
-    print("\ngoals: 1M rows x 42 features local <= 3 s and peak RSS <= 4 GiB; vs Feast >= 300x local, "
-          ">= 100x postgres. cpu s: process CPU time of the run (all threads; 2 cores here), the\n"
-          "load-independent part of it. Machine load (1/5/15 min) at the end:", os.getloadavg())
+    for p, w, r, vs, goal, met, check in results:
+        srv = f"{r['server_rss'] / GIB:.2f}Gi" if "server_rss" in r else ""
+        print(f"{p:9} {w:30} {r['rows']:>9,} {r['seconds']:>8.3f} {r.get('cpu', float('nan')):>7.2f} "
+              f"{r['rss_peak'] / GIB:>7.2f}Gi {srv:>8} {vs:>24} {goal:>18} {'' if met is None else 'yes' if met else 'NO':>4}"
+              f"  {check}")
+    print("\ncpu s: the measured process's CPU time (all threads; 2 cores here), the load-independent part of\n"
+          "a run. peak RSS: the measured process (ru_maxrss); server: the peak sum of the RSS of the\n"
+          "PostgreSQL backends serving it (sampled every 20 ms). vs baseline: baseline seconds / ours, same run.\n"
+          "Machine load (1/5/15 min) at the end:", os.getloadavg())
 
+
+def _same_as_local(path: Path, local: Path) -> str:
+    """Whether the postgres profile's 1M-row frame equals the local profile's (same feature rows,
+    same created_timestamp: the bench loads one from the other), values and nulls exactly."""
+    import polars as pl
+
+    if not local.exists():
+        return ""
+    a, b = pl.read_parquet(path), pl.read_parquet(local)
+    a = a.with_columns(pl.col("event_timestamp").dt.cast_time_unit("ns"))
+    b = b.with_columns(pl.col("event_timestamp").dt.cast_time_unit("ns"))
+    a = a.with_columns(pl.col(c).cast(b.schema[c]) for c in a.columns if a.schema[c] != b.schema[c])
+    return "equal to local" if a.equals(b) else "DIFFERS from local"
+
+
+def _vs(base: dict, ours: dict, name: str) -> str:
+    return f"{base['seconds'] / ours['seconds']:,.1f}x {name}"
 
 if __name__ == "__main__":
     main()

@@ -184,6 +184,21 @@ def test_multi_symbol_frame_equals_single_symbol_runs_in_input_order():
     assert short["sma_20"].null_count() == 19
 
 
+def test_thread_count_never_changes_a_value():
+    """Symbols are computed in threads for large inputs; one thread and several give the same
+    frame, bit for bit, also for interleaved symbols and with a carried state."""
+    frame, parts = _interleaved()
+    grouped = pl.concat(parts)
+    carry = {"ZZZ": (1.0e6, -2.5e5, float(parts[0]["close"][0]))}
+    for bars in (frame, grouped):
+        one = compute_features(bars, "H1", threads=1, carry=carry, history_offset={"AAA": 7})
+        for n in (2, 3):
+            assert_frame_equal(compute_features(bars, "H1", threads=n, carry=carry, history_offset={"AAA": 7}),
+                               one, check_exact=True)
+    assert_frame_equal(compute_features(frame, "H1", threads=2), compute_features(frame, "H1", threads=1),
+                       check_exact=True)
+
+
 def test_pandas_input_gives_the_same_result():
     bars = load_sample("EURUSD").head(500)
     assert_frame_equal(compute_features(bars.to_pandas(), "H1"), compute_features(bars, "H1"))

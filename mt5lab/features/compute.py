@@ -16,21 +16,48 @@ Domains (``Feature.domain`` in :mod:`mt5lab.catalog`), one rule for every comput
   and is null (:func:`_enforce_domain`).
 
 The bar columns pass through unchanged (their domain is the validator's job).
+
+Speed: symbols stay contiguous (no sort when the input is grouped, the usual case); what depends on
+a row and its predecessor only is computed for all rows at once (:func:`_rowwise`,
+:func:`_price_action`); the per-symbol part (TA-Lib, which releases the GIL, and the windows of
+:func:`_undefined`) runs in two threads from :data:`PARALLEL_MIN_ROWS` bars on; the domain check
+is two reductions per feature when nothing is out of its domain. Every value is bit for bit what
+one thread computing one symbol at a time gives (tests/test_warmup.py).
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import polars as pl
 import talib
-from talib import _ta_lib as ta  # the Cython functions, without the pandas/polars dispatch wrapper
+from talib import _ta_lib as ta
 
 from mt5lab.bars.schema import to_polars
 from mt5lab.catalog import BY_NAME, FEATURES, Domain, bar_duration
 
+
+def _raw(name: str):
+    """The Cython function itself: ``import talib`` wraps each one for pandas/polars dispatch (two
+    ``isinstance`` scans of the arguments per call, a quarter of the time on short series)."""
+    f = getattr(ta, name)
+    return getattr(f, "__wrapped__", f)
+
+
+(_SMA_F, _EMA, _RSI, _MACD, _STOCH, _ROC, _ATR, _NATR, _BBANDS, _STDDEV, _ADOSC, _MFI, _CDLDOJI,
+ _CDLENGULFING, _MAX, _MIN) = map(_raw, ("SMA", "EMA", "RSI", "MACD", "STOCH", "ROC", "ATR", "NATR", "BBANDS",
+                                        "STDDEV", "ADOSC", "MFI", "CDLDOJI", "CDLENGULFING", "MAX", "MIN"))
 _SMA = talib.MA_Type.SMA
 _PASSTHROUGH = ("open", "high", "low", "close", "tick_volume", "real_volume", "spread")
 _COMPUTED = [f for f in FEATURES if f.name not in _PASSTHROUGH]
+_WARMUPS = [(f.name, f.warmup) for f in _COMPUTED if f.warmup > 0]
+PARALLEL_MIN_ROWS = 200_000
+"""Below this many bars one thread computes every symbol (a pool costs more than it saves)."""
+MAX_THREADS = 2
+"""At most this many threads: the GIL-held part of each symbol (argument checks, slicing) limits
+what more threads could add."""
 ROUNDING = 1e-9
 """Largest excursion past a closed domain bound treated as float round-off (and clipped), relative
 to ``max(1, |bound|, width of a bounded domain)``: 1e-7 for [0, 100]. Measured excursions are
@@ -44,43 +71,18 @@ def effective_volume(tick_volume: np.ndarray, real_volume: np.ndarray) -> np.nda
     return np.where(rv > 0, rv, tick_volume.astype(np.float64))
 
 
-def obv_from(close: np.ndarray, vol: np.ndarray, start: float | None = None,
-             prev_close: float | None = None) -> np.ndarray:
-    """TA-Lib's OBV, bit for bit, optionally continuing a carried state.
-
-    ``start`` and ``prev_close`` are the OBV and the close of the bar *before* ``close[0]`` (OBV's
-    state is both: the first bar's step needs the previous close). The same float operations in the
-    same order as a run over the whole series, so a continued run equals it bit for bit.
-    """
-    step = np.zeros_like(vol)
-    step[1:] = np.sign(np.diff(close)) * vol[1:]
-    if start is None:
-        step[0] = vol[0]
-    else:
-        step[0] = start + np.sign(close[0] - prev_close) * vol[0]
-    return np.cumsum(step)
-
-
-def ad_from(high, low, close, vol, start: float = 0.0) -> np.ndarray:
-    """TA-Lib's AD, bit for bit (same operations, same order), optionally from a carried value."""
-    rng = high - low
-    with np.errstate(divide="ignore", invalid="ignore"):
-        step = np.where(rng > 0, (((close - low) - (high - close)) / rng) * vol, 0.0)
-    acc = np.empty(len(step) + 1)
-    acc[0] = start
-    acc[1:] = step
-    return np.cumsum(acc)[1:]
-
-
 def _any_in_window(flag: np.ndarray, n: int) -> np.ndarray:
     """``True`` at ``i`` where any of ``flag[i-n+1 .. i]`` is (a shorter window at the start)."""
-    cs = np.concatenate(([0], np.cumsum(flag, dtype=np.int64)))
-    end = np.arange(1, len(flag) + 1)
-    return cs[end] - cs[np.maximum(end - n, 0)] > 0
+    cs = np.cumsum(flag, dtype=np.int64)
+    cnt = cs.copy()
+    cnt[n:] -= cs[:-n]
+    return cnt > 0
 
 
-def _undefined(h, lo, c, vol) -> dict[str, np.ndarray]:
-    """Rows (of one symbol) where a TA-Lib function has a 0/0 that it reports as 0.0 (TA-Lib 0.8).
+def _undefined(h, lo, c, g: dict[str, np.ndarray], sl: slice, w: dict[str, np.ndarray]) -> None:
+    """Null (in ``w[name][sl]``) the rows of one symbol where a TA-Lib function has a 0/0 that it
+    reports as 0.0 (TA-Lib 0.8). ``g`` holds the row-wise parts, computed for all rows at once by
+    :func:`_rowwise` (``flow``, ``changed``, ``zero_price``); ``h``, ``lo``, ``c`` are the symbol's.
 
     * ``STOCH(h, l, c, 14, 3, SMA, 3, SMA)``: fast %K = (c - LL) / ((HH - LL) / 100) with HH, LL the
       highest high and lowest low of 14 bars; TA-Lib writes 0 when ``(HH - LL) / 100 == 0`` (all 14
@@ -104,28 +106,55 @@ def _undefined(h, lo, c, vol) -> dict[str, np.ndarray]:
     (bar shares, ``bb_width_20``, ``log_return_1``, ...) come out as NaN or inf and fall under the
     non-finite rule.
     """
-    fast_undef = (ta.MAX(h, 14) - ta.MIN(lo, 14)) / 100.0 == 0.0  # NaN (first 13 bars) -> False
-    tp = (h + lo + c) / 3.0  # TA-Lib's typical price, same operations in the same order
-    flow = np.zeros(len(c), dtype=bool)
-    dtp = tp[1:] - tp[:-1]
-    flow[1:] = ~(np.abs(dtp) <= 1e-14 * (np.abs(tp[1:]) + np.abs(tp[:-1]))) & (tp[1:] * vol[1:] != 0)
-    changed = np.zeros(len(c), dtype=bool)
-    changed[1:] = c[1:] != c[:-1]
+    fast_undef = (_MAX(h, 14) - _MIN(lo, 14)) / 100.0 == 0.0  # NaN (first 13 bars) -> False
     k_undef = _any_in_window(fast_undef, 3)
-    prev10 = np.full(len(c), np.nan)
-    prev10[10:] = c[:-10]
-    return {
-        "stoch_k": k_undef,
-        "stoch_d": _any_in_window(k_undef, 3),
-        "mfi_14": ~_any_in_window(flow, 14),
-        "rsi_14": ~_any_in_window(changed, _RSI_QUIET),
-        "natr_14": c == 0.0,
-        "roc_10": prev10 == 0.0,
-    }
+    flow, changed = g["flow"][sl], g["changed"][sl]
+    flow0, changed0 = flow[0], changed[0]
+    flow[0] = changed[0] = False  # no previous bar inside this symbol
+    masks = {"stoch_k": k_undef, "stoch_d": _any_in_window(k_undef, 3),
+             "mfi_14": ~_any_in_window(flow, 14), "rsi_14": ~_any_in_window(changed, _RSI_QUIET)}
+    flow[0], changed[0] = flow0, changed0  # the row-wise arrays are shared: leave them as found
+    zero = g["zero_price"]
+    if zero is not None:  # some close is 0 (invalid bars): NATR and ROC divide by it
+        masks["natr_14"] = zero[sl]
+        roc = np.zeros(len(c), dtype=bool)
+        roc[10:] = zero[sl][:-10]
+        masks["roc_10"] = roc
+    for name, undefined in masks.items():
+        if undefined.any():
+            w[name][sl][undefined] = np.nan
+
+
+def _rowwise(o, h, lo, c, vol) -> dict[str, np.ndarray | None]:
+    """The parts of :func:`_undefined`, ``obv`` and ``ad`` that depend on a row and its predecessor
+    only, for all rows at once (elementwise, so each value is bit for bit what a per-symbol pass
+    computes); a symbol's first row gets its own value in :func:`_one_symbol`."""
+    tp = (h + lo + c) / 3.0  # TA-Lib's typical price, same operations in the same order
+    n = len(c)
+    flow = np.zeros(n, dtype=bool)
+    flow[1:] = ~(np.abs(tp[1:] - tp[:-1]) <= 1e-14 * (np.abs(tp[1:]) + np.abs(tp[:-1]))) & (tp[1:] * vol[1:] != 0)
+    changed = np.zeros(n, dtype=bool)
+    np.not_equal(c[1:], c[:-1], out=changed[1:])
+    zero = c == 0.0
+    obv = np.empty(n)
+    obv[1:] = np.sign(np.diff(c)) * vol[1:]  # obv_from's step
+    rng = h - lo
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ad = np.where(rng > 0, (((c - lo) - (h - c)) / rng) * vol, 0.0)  # ad_from's step
+    return {"flow": flow, "changed": changed, "zero_price": zero if zero.any() else None,
+            "obv_step": obv, "ad_step": ad}
 
 
 def _enforce_domain(a: np.ndarray, d: Domain) -> None:
-    """In place: non-finite -> NaN; round-off past a closed bound -> the bound; else outside -> NaN."""
+    """In place: non-finite -> NaN; round-off past a closed bound -> the bound; else outside -> NaN.
+
+    The usual case (every value finite and inside) is found with two reductions and left alone."""
+    if not d.values:
+        lo, hi = np.fmin.reduce(a), np.fmax.reduce(a)  # NaN only if every value is NaN
+        if np.isnan(lo) or (-np.inf < lo and hi < np.inf
+                            and (d.lo is None or (lo > d.lo if d.lo_open else lo >= d.lo))
+                            and (d.hi is None or hi <= d.hi)):
+            return
     a[~np.isfinite(a)] = np.nan
     if d.values:
         a[~np.isin(a, d.values) & ~np.isnan(a)] = np.nan
@@ -144,42 +173,53 @@ def _enforce_domain(a: np.ndarray, d: Domain) -> None:
         a[a > d.hi] = np.nan
 
 
-def _one_symbol(o, h, lo, c, vol, out: dict[str, np.ndarray], sl: slice, carry=None) -> None:
-    """Fill ``out[name][sl]`` for one symbol. ``carry``: (obv, ad, close) of the bar before this slice."""
-    w = out
+def _one_symbol(o, h, lo, c, vol, w: dict[str, np.ndarray], sl: slice, g: dict, carry, skip: int) -> None:
+    """Fill ``w[name][sl]`` for one symbol (``o`` ... ``vol`` are its slices). ``carry``: (obv, ad,
+    close) of the bar before this slice, or None. ``skip``: stored bars before the slice (warm-up is
+    counted from the symbol's true first bar). Writes only ``w[...][sl]``: symbols can run in
+    parallel threads (TA-Lib releases the GIL)."""
     for n in (5, 10, 20, 50, 200):
-        w[f"sma_{n}"][sl] = ta.SMA(c, n)
+        w[f"sma_{n}"][sl] = _SMA_F(c, n)
     for n in (12, 26, 50):
-        w[f"ema_{n}"][sl] = ta.EMA(c, n)
-    w["rsi_14"][sl] = ta.RSI(c, 14)
-    w["macd"][sl], w["macd_signal"][sl], w["macd_hist"][sl] = ta.MACD(c, 12, 26, 9)
-    w["stoch_k"][sl], w["stoch_d"][sl] = ta.STOCH(h, lo, c, 14, 3, _SMA, 3, _SMA)
-    w["roc_10"][sl] = ta.ROC(c, 10)
-    w["atr_14"][sl] = ta.ATR(h, lo, c, 14)
-    w["natr_14"][sl] = ta.NATR(h, lo, c, 14)
-    up, mid, dn = ta.BBANDS(c, 20, 2.0, 2.0, _SMA)
+        w[f"ema_{n}"][sl] = _EMA(c, n)
+    w["rsi_14"][sl] = _RSI(c, 14)
+    w["macd"][sl], w["macd_signal"][sl], w["macd_hist"][sl] = _MACD(c, 12, 26, 9)
+    w["stoch_k"][sl], w["stoch_d"][sl] = _STOCH(h, lo, c, 14, 3, _SMA, 3, _SMA)
+    w["roc_10"][sl] = _ROC(c, 10)
+    w["atr_14"][sl] = _ATR(h, lo, c, 14)
+    w["natr_14"][sl] = _NATR(h, lo, c, 14)
+    up, mid, dn = _BBANDS(c, 20, 2.0, 2.0, _SMA)
     w["bb_upper_20"][sl], w["bb_middle_20"][sl], w["bb_lower_20"][sl] = up, mid, dn
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w["bb_width_20"][sl] = (up - dn) / mid
-    w["stddev_20"][sl] = ta.STDDEV(c, 20, 1.0)
+    np.divide(up - dn, mid, out=w["bb_width_20"][sl])  # 0/0 -> NaN: the caller silences numpy
+    w["stddev_20"][sl] = _STDDEV(c, 20, 1.0)
+    # TA-Lib's OBV and AD, bit for bit (same operations, same order), continued from ``carry``:
+    # OBV's first step needs the previous close; AD's running sum starts at the carried value.
+    step = g["obv_step"][sl]
     if carry is None:
-        w["obv"][sl] = obv_from(c, vol)
-        w["ad"][sl] = ad_from(h, lo, c, vol)
+        step[0] = vol[0]
+        ad0 = 0.0
     else:
         if len(carry) != 3:
             raise ValueError("carry must be (obv, ad, close) of the bar before the first given bar")
         obv0, ad0, close0 = carry
-        w["obv"][sl] = obv_from(c, vol, obv0, close0)
-        w["ad"][sl] = ad_from(h, lo, c, vol, ad0)
-    w["adosc"][sl] = ta.ADOSC(h, lo, c, vol, 3, 10)
-    w["mfi_14"][sl] = ta.MFI(h, lo, c, vol, 14)
-    w["volume_sma_20"][sl] = ta.SMA(vol, 20)
-    w["cdl_doji"][sl] = ta.CDLDOJI(o, h, lo, c)
+        step[0] = obv0 + np.sign(c[0] - close0) * vol[0]
+    np.cumsum(step, out=w["obv"][sl])
+    acc = np.empty(len(c) + 1)
+    acc[0] = ad0
+    acc[1:] = g["ad_step"][sl]
+    w["ad"][sl] = np.cumsum(acc, out=acc)[1:]
+    w["adosc"][sl] = _ADOSC(h, lo, c, vol, 3, 10)
+    w["mfi_14"][sl] = _MFI(h, lo, c, vol, 14)
+    w["volume_sma_20"][sl] = _SMA_F(vol, 20)
+    w["cdl_doji"][sl] = _CDLDOJI(o, h, lo, c)
     # TA-Lib grades an engulfing whose bodies share an end (open == previous close, common in FX) as
     # +-80; the catalog's domain is -100, 0 or 100, so only the direction is kept.
-    w["cdl_engulfing"][sl] = np.sign(ta.CDLENGULFING(o, h, lo, c)) * 100
-    for name, undefined in _undefined(h, lo, c, vol).items():
-        w[name][sl][undefined] = np.nan
+    w["cdl_engulfing"][sl] = np.sign(_CDLENGULFING(o, h, lo, c)) * 100
+    _undefined(h, lo, c, g, sl, w)
+    length = sl.stop - sl.start
+    for name, warm in _WARMUPS:  # warm-up: null, counted from the symbol's true first bar
+        if warm > skip:
+            w[name][sl.start:sl.start + min(length, warm - skip)] = np.nan
 
 
 def _price_action(o, h, lo, c, out, starts) -> None:
@@ -197,8 +237,56 @@ def _price_action(o, h, lo, c, out, starts) -> None:
         out["lower_shadow"] = (np.minimum(o, c) - lo) / rng
 
 
+def _groups(symbol: pl.Series) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, list]:
+    """``(order, starts, ends, names)``: rows grouped by symbol, each symbol's rows in input order.
+    ``order`` is None when every symbol's rows are already contiguous (the usual case: no sort)."""
+    runs = symbol.rle()
+    names = runs.struct.field("value")
+    if names.n_unique() == names.len():
+        ends = np.cumsum(runs.struct.field("len").to_numpy())
+        return None, ends - runs.struct.field("len").to_numpy(), ends, names.to_list()
+    order = np.argsort(symbol.rank("dense").to_numpy(), kind="stable")
+    sym_sorted = symbol.gather(order)
+    runs = sym_sorted.rle()
+    ends = np.cumsum(runs.struct.field("len").to_numpy())
+    return order, ends - runs.struct.field("len").to_numpy(), ends, runs.struct.field("value").to_list()
+
+
+def _run_parallel(jobs: list, work, threads: int, weight=lambda job: job[1] - job[0]) -> None:
+    """``work(share)`` for contiguous shares of ``jobs`` of about equal ``weight`` (rows:
+    ``job[1] - job[0]``), one share per thread; exceptions propagate."""
+    if threads <= 1 or len(jobs) < 2:
+        work(jobs)
+        return
+    total = sum(weight(j) for j in jobs)
+    shares, cur, size = [], [], 0
+    for j in jobs:
+        cur.append(j)
+        size += weight(j)
+        if size >= total * (len(shares) + 1) / threads and len(shares) < threads - 1:
+            shares.append(cur)
+            cur = []
+    shares.append(cur)
+
+    with ThreadPoolExecutor(len(shares)) as pool:
+        for f in [pool.submit(work, s) for s in shares if s]:
+            f.result()
+
+
+def compute_threads(rows: int) -> int:
+    """Threads used for ``rows`` bars: one below :data:`PARALLEL_MIN_ROWS`, else up to the CPUs
+    this process may run on (at most :data:`MAX_THREADS`)."""
+    if rows < PARALLEL_MIN_ROWS:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS))
+
+
 def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
-                     history_offset: dict | None = None) -> pl.DataFrame:
+                     history_offset: dict | None = None, threads: int | None = None) -> pl.DataFrame:
     """Compute the 42 catalog features for ``bars`` (one or many symbols, one timeframe).
 
     Args:
@@ -213,6 +301,8 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
             given bar, so warm-up is counted from the symbol's true first bar. Only rows at least
             ``MAX_WARMUP`` deep into the given window then equal a full rebuild (within tolerance);
             the caller keeps just those.
+        threads: symbols are computed in this many threads (TA-Lib releases the GIL); default
+            :func:`compute_threads`. The values do not depend on it (each symbol is one thread's).
 
     Returns:
         polars frame: ``symbol``, ``time``, ``event_timestamp`` and the 42 features, one row per
@@ -228,44 +318,48 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
     n = df.height
     if n == 0:
         return _empty(df)
-    sym = df["symbol"].to_numpy()
-    # Group rows by symbol, keeping each symbol's input order (stable sort), then restore order.
-    order = np.argsort(df["symbol"].rank("dense").to_numpy(), kind="stable")
-    sym_sorted = sym[order]
-    cut = np.flatnonzero(sym_sorted[1:] != sym_sorted[:-1]) + 1
-    starts = np.concatenate(([0], cut))
-    ends = np.concatenate((cut, [n]))
+    order, starts, ends, names = _groups(df["symbol"])
 
-    def col(name, dtype=np.float64):
-        return np.ascontiguousarray(df[name].to_numpy()[order].astype(dtype))
+    def col(name):
+        a = df[name].to_numpy()
+        return np.ascontiguousarray((a if order is None else a[order]).astype(np.float64, copy=False))
 
     o, h, lo, c = col("open"), col("high"), col("low"), col("close")
-    tv = df["tick_volume"].fill_null(0).to_numpy()[order]
-    rv = df["real_volume"].fill_null(0).to_numpy()[order]
+    tv = df["tick_volume"].fill_null(0).to_numpy()
+    rv = df["real_volume"].fill_null(0).to_numpy()
+    if order is not None:
+        tv, rv = tv[order], rv[order]
     vol = np.ascontiguousarray(effective_volume(tv, rv))
 
     out = {f.name: np.empty(n) for f in _COMPUTED}  # every slot is written below
-    for s, e in zip(starts, ends, strict=True):
-        sl = slice(s, e)
-        cs = carry.get(sym_sorted[s]) if carry else None
-        _one_symbol(o[sl], h[sl], lo[sl], c[sl], vol[sl], out, sl, cs)
     _price_action(o, h, lo, c, out, starts)
+    g = _rowwise(o, h, lo, c, vol)
+    jobs = [(int(s), int(e), carry.get(name) if carry else None,
+             history_offset.get(name, 0) if history_offset else 0)
+            for s, e, name in zip(starts, ends, names, strict=True)]
 
-    for f in _COMPUTED:
-        _enforce_domain(out[f.name], f.domain)
-    # Warm-up: null the first `warmup` bars of each symbol (counted from its true first bar).
-    offsets = [history_offset.get(sym_sorted[s], 0) if history_offset else 0 for s in starts]
-    for f in _COMPUTED:
-        if f.warmup > 0:
-            a = out[f.name]
-            for s, e, k in zip(starts, ends, offsets, strict=True):
-                if f.warmup > k:
-                    a[s:min(e, s + f.warmup - k)] = np.nan
+    def work(share):
+        with np.errstate(divide="ignore", invalid="ignore"):  # per thread: numpy's state is a contextvar
+            for s, e, cs, k in share:
+                sl = slice(s, e)
+                _one_symbol(o[sl], h[sl], lo[sl], c[sl], vol[sl], out, sl, g, cs, k)
 
-    identity = bool((np.diff(order) == 1).all())
-    if not identity:
+    nthreads = compute_threads(n) if threads is None else max(1, int(threads))
+    _run_parallel(jobs, work, nthreads)
+
+    def domains(feats):
+        for f in feats:
+            _enforce_domain(out[f.name], f.domain)
+
+    _run_parallel(_COMPUTED, domains, nthreads, weight=lambda f: 1)
+
+    inv = None
+    if order is not None:
         inv = np.empty(n, dtype=np.int64)
         inv[order] = np.arange(n)
+    feats = pl.DataFrame({f.name: out[f.name] if inv is None else out[f.name][inv] for f in _COMPUTED})
+    feats = feats.select(pl.col(f.name).fill_nan(None).cast(pl.Int64 if f.dtype == "Int64" else pl.Float64)
+                         for f in _COMPUTED)
     cols: list[pl.Series] = [
         df["symbol"],
         df["time"].alias("time"),
@@ -275,10 +369,7 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
         if f.name in _PASSTHROUGH:
             s = df[f.name].cast(pl.Float64 if f.dtype == "Float64" else pl.Int64)
         else:
-            vals = out[f.name] if identity else out[f.name][inv]
-            s = pl.Series(f.name, vals, dtype=pl.Float64, nan_to_null=True)
-            if f.dtype == "Int64":
-                s = s.cast(pl.Int64)
+            s = feats[f.name]
         cols.append(s.alias(f.name))
     return pl.DataFrame(cols)
 

@@ -132,3 +132,68 @@ def copy_out(cur, query: sql.Composable, params, schema: dict[str, pl.DataType])
         pl.col(c).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
         for c, t in schema.items() if isinstance(t, pl.Datetime)
     )
+
+
+def binary_tuples(chunks) -> Iterator[list[bytes | None]]:
+    """The tuples of a binary ``COPY ... TO STDOUT (FORMAT binary)`` stream, each a list of its
+    fields' bytes (None for a null), from the stream's chunks in any split. Memory: one tuple."""
+    buf, off, header, done = bytearray(), 0, False, False
+    for chunk in chunks:  # read to the end even after the trailer: the connection must see it
+        if done:
+            continue
+        buf += chunk
+        if not header:
+            if len(buf) < len(HEADER):
+                continue
+            if bytes(buf[:11]) != HEADER[:11]:
+                raise ValueError("not a binary COPY stream")
+            off = len(HEADER) + int.from_bytes(buf[15:19], "big")
+            header = True
+        while True:
+            end = _tuple_end(buf, off)
+            if end is None:
+                break
+            if end < 0:  # the trailer
+                done = True
+                break
+            fields, pos = [], off + 2
+            for _ in range(int.from_bytes(buf[off:off + 2], "big")):
+                n = int.from_bytes(buf[pos:pos + 4], "big", signed=True)
+                pos += 4
+                fields.append(None if n < 0 else bytes(buf[pos:pos + n]))
+                pos += max(n, 0)
+            off = end
+            yield fields
+        del buf[:off]
+        off = 0
+
+
+def _tuple_end(buf: bytearray, off: int) -> int | None:
+    """End offset of the tuple at ``off``, -1 at the trailer, None if not all of it is in ``buf``."""
+    if len(buf) < off + 2:
+        return None
+    count = int.from_bytes(buf[off:off + 2], "big", signed=True)
+    if count == -1:
+        return -1
+    pos = off + 2
+    for _ in range(count):
+        if len(buf) < pos + 4:
+            return None
+        pos += 4 + max(int.from_bytes(buf[pos:pos + 4], "big", signed=True), 0)
+    return pos if len(buf) >= pos else None
+
+
+def binary_array(field: bytes, width: int, dtype: str) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The elements of a binary PostgreSQL array of fixed-``width`` values without nulls (``dtype``,
+    e.g. ``">f8"``, in row-major order) and its shape. An array with a null raises ValueError."""
+    head = np.frombuffer(field, ">i4", 3)
+    ndim, hasnull = int(head[0]), int(head[1])
+    if hasnull:
+        raise ValueError("array has nulls")
+    if ndim == 0:
+        return np.empty(0, dtype), (0,)
+    dims = np.frombuffer(field, ">i4", 2 * ndim, 12)[::2]
+    shape = tuple(int(d) for d in dims)
+    size = int(np.prod(shape))
+    body = np.frombuffer(field, np.uint8, size * (4 + width), 12 + 8 * ndim).reshape(size, 4 + width)
+    return body[:, 4:].copy().view(dtype).ravel(), shape

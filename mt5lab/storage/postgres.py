@@ -181,8 +181,17 @@ class PostgresStore(OfflineStore):
         return total
 
     def write_features(self, timeframe: str, features: pl.DataFrame) -> WriteResult:
+        """Upsert feature rows. Each must obey the catalog's availability rule, ``event_timestamp =
+        time + timeframe`` (the bar's close; :func:`mt5lab.features.compute.compute_features` stamps
+        it so): the point-in-time join probes the primary key by ``time`` on that rule
+        (:mod:`mt5lab.training.pit_sql`). A row that breaks it raises StoreError; nothing stored."""
         tf = check_timeframe(timeframe)
         frame = sorted_unique(features.select(list(feature_schema())), f"features {tf}")
+        bad = (frame["event_timestamp"] != frame["time"] + TIMEFRAMES[tf]).fill_null(True)
+        if bad.any():
+            row = frame.row(int(bad.arg_max()), named=True)
+            raise StoreError(f"features {tf}: symbol={row['symbol']}, time={row['time']}: event_timestamp "
+                             f"{row['event_timestamp']} is not time + {tf} (the bar's close); nothing stored")
         with self._write() as cur:
             return write_table(cur, features_table(tf), frame, keep="created_timestamp")
 

@@ -163,7 +163,7 @@ def training_set(entities, features: str | list[str] = FEATURE_SERVICE, *, profi
     extra = pl.concat(parts, how="horizontal")
     if extra.height != keys.height:
         raise MaxLossExceeded(f"training set has {extra.height} rows for {keys.height} entity rows")
-    out = _assemble(frame, extra, to)
+    out = _assemble(frame, extra, to, keys)
     if _is_pandas(out):
         out.attrs["mt5lab"] = {"features": selection.service or selection.refs, "timeframe": tf,
                                "labels": [lab.name for lab in labs],
@@ -176,15 +176,26 @@ def _ns(frame: pl.DataFrame) -> pl.DataFrame:
                               for c, dt in frame.schema.items() if isinstance(dt, pl.Datetime))
 
 
-def _assemble(frame, extra: pl.DataFrame, to: str):
+def _assemble(frame, extra: pl.DataFrame, to: str, keys: pl.DataFrame):
     if to == "polars":
-        base = frame if isinstance(frame, pl.DataFrame) else pl.from_pandas(frame)
+        base = frame if isinstance(frame, pl.DataFrame) else _polars_frame(frame, keys)
         return pl.concat([base, extra], how="horizontal")
     pd = _pandas()
     base = frame if _is_pandas(frame) else _ns(frame).to_pandas()
     tail = _ns(extra).to_pandas()  # Int64 with a null -> float64/NaN, as Feast returns it
     out = pd.concat([base.reset_index(drop=True), tail], axis=1)
     return out
+
+
+def _polars_frame(frame, keys: pl.DataFrame) -> pl.DataFrame:
+    """``pl.from_pandas(frame)``, reusing the entity columns already converted in ``keys`` (a
+    million Python strings convert in ~0.2 s) where from_pandas would give the same column."""
+    pd = _pandas()
+    sym = frame["symbol"].dtype
+    if not (pd.api.types.is_object_dtype(sym) or isinstance(sym, pd.StringDtype)):
+        return pl.from_pandas(frame)
+    rest = pl.from_pandas(frame.drop(columns=list(ENTITY_COLUMNS)))
+    return rest.with_columns(keys[c] for c in ENTITY_COLUMNS).select(list(frame.columns))
 
 
 def decision_times(symbols: list[str], start: datetime, end: datetime, timeframe: str = "D1",

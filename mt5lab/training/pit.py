@@ -17,8 +17,11 @@ down (a Parquet scan filter, or SQL ``WHERE``); a backward as-of search per symb
 ``numpy.searchsorted`` over ``symbol code * width + time``, no sort of the store) giving each entity
 row the position of its feature row; then the feature columns are read a few views at a time and
 gathered at those positions (in ascending order, then permuted back), so peak memory is the keys
-plus one batch of columns, not the whole table. On PostgreSQL, frames up to
-:data:`mt5lab.training.pit_sql.LATERAL_MAX_ROWS` rows are joined by the server instead (:mod:`mt5lab.training.pit_sql`).
+plus one batch of columns, not the whole table. On PostgreSQL the server joins instead, one
+primary-key probe per entity row (:mod:`mt5lab.training.pit_sql`; this bulk path only above
+:data:`mt5lab.training.pit_sql.LATERAL_MAX_ROWS` rows). On the local profile the join reads a
+memory-mapped mirror of the feature table (:mod:`mt5lab.training.pit_mirror`) whose symbol runs were
+checked once when it was built.
 The row count is checked after every step: a step that changed it raises :class:`MaxLossExceeded`.
 """
 
@@ -157,9 +160,9 @@ def _gather_plan(m: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
 
 def _gather(frame: pl.DataFrame, feats, gidx: pl.Series, inv: pl.Series) -> pl.DataFrame:
     """``frame``'s feature columns at ``gidx`` (ascending), permuted to entity order by ``inv``;
-    one ``select`` so polars gathers the columns in parallel."""
-    return (frame.select(pl.col(f.name).gather(gidx).cast(_dtype(f)) for f in feats)
-            .select(pl.all().gather(inv)))
+    one ``select`` so polars gathers the columns in parallel, each column's two gathers back to
+    back (its intermediate is still in cache for the permutation)."""
+    return frame.select(pl.col(f.name).gather(gidx).gather(inv).cast(_dtype(f)) for f in feats)
 
 
 def _batches(selection: Selection, rows: int) -> list[list]:
@@ -229,7 +232,14 @@ def _from_mirror(keys: pl.DataFrame, store, tf: str, selection: Selection, span:
     d = pit_mirror.mirror_dir(store, tf)
     if d is None:
         return _empty(selection, n)
-    skeys, uniq, raw = _keys_from_frame(pit_mirror.read(d))
+    runs = pit_mirror.runs(d)
+    if runs is None:
+        skeys, uniq, raw = _keys_from_frame(pit_mirror.read(d))
+    else:  # the contract was checked at build time: codes straight from the runs
+        k = pit_mirror.read(d)
+        raw, uniq = k.height, runs["symbol"]
+        code = np.repeat(np.arange(runs.height, dtype=np.uint32), runs["len"].to_numpy())
+        skeys = pl.DataFrame({"code": code, _FTS: k[_T], _RIDX: np.arange(raw, dtype=np.uint32)})
     if skeys.height == 0:
         return _empty(selection, n)
     m = match_rows(keys, skeys, uniq, span)

@@ -5,6 +5,10 @@ local profile would decode the entire feature table: seconds for 5M rows, even f
 rows. This mirror holds the same rows uncompressed in Arrow IPC files (one for the keys, one per
 view), read with ``memory_map=True``: a join touches only the pages of the rows it gathers.
 
+``runs.arrow`` holds the symbols' runs (symbol, row count) when the keys keep the stores' order
+contract, checked once at build time, so that a join maps entity symbols to row ranges without a
+pass over five million symbol strings.
+
 It is a cache, never a source of truth: built from one snapshot of the Parquet file (opened once,
 so a concurrent ``os.replace`` by a writer cannot mix versions), keyed by that file's inode, mtime
 and size, so any write makes it stale and the next join rebuilds it (about one full read of the
@@ -18,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +32,9 @@ import pyarrow.parquet as pq
 from mt5lab.catalog import VIEWS, check_timeframe
 
 KEY_COLUMNS = ("symbol", "event_timestamp", "created_timestamp")
+LAYOUT = 2
+"""Version of the mirror's files (2: with ``runs.arrow``); part of the directory name, so a mirror
+of an older layout is rebuilt."""
 
 
 def enabled(store) -> bool:
@@ -38,13 +46,38 @@ def _write(frame: pl.DataFrame, path: Path) -> None:
     frame.rechunk().write_ipc(path, compression="uncompressed")
 
 
+def symbol_runs(keys: pl.DataFrame) -> pl.DataFrame | None:
+    """``symbol, len``: the runs of the key table's symbols, if it keeps the stores' contract
+    (sorted by symbol, ``event_timestamp`` strictly increasing within a symbol, no nulls), else None.
+    With them a join needs no pass over the symbol strings (:func:`runs`)."""
+    sym, ts = keys["symbol"], keys["event_timestamp"]
+    if sym.null_count() or ts.null_count() or not sym.is_sorted():
+        return None
+    back = (ts.diff() <= timedelta(0)).fill_null(False).arg_true()
+    if back.len() and not bool((sym.gather(back) != sym.gather(back - 1)).all()):
+        return None
+    r = sym.rle()
+    return pl.DataFrame({"symbol": r.struct.field("value"), "len": r.struct.field("len").cast(pl.Int64)})
+
+
+def runs(directory: Path) -> pl.DataFrame | None:
+    """The mirror's :func:`symbol_runs`, or None if its keys break the contract."""
+    path = directory / "runs.arrow"
+    return pl.read_ipc(path) if path.exists() else None
+
+
 def _build(fh, target: Path) -> None:
     """Write keys and per-view files into a temporary directory, then rename it into place."""
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     try:
         pf = pq.ParquetFile(fh)
         names = set(pf.schema_arrow.names)
-        _write(pl.from_arrow(pf.read(columns=list(KEY_COLUMNS))), tmp / "keys.arrow")
+        keys = pl.from_arrow(pf.read(columns=list(KEY_COLUMNS)))
+        _write(keys, tmp / "keys.arrow")
+        symbol_runs_ = symbol_runs(keys)
+        del keys
+        if symbol_runs_ is not None:
+            _write(symbol_runs_, tmp / "runs.arrow")
         for v in VIEWS:
             cols = [f.name for f in v.features if f.name in names]
             _write(pl.from_arrow(pf.read(columns=cols)), tmp / f"{v.name}.arrow")
@@ -68,7 +101,7 @@ def mirror_dir(store, timeframe: str) -> Path | None:
     with fh:
         st = os.fstat(fh.fileno())
         base = Path(store.root) / "cache" / "pit" / tf
-        target = base / f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+        target = base / f"{LAYOUT}-{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
         if not target.is_dir():
             base.mkdir(parents=True, exist_ok=True)
             for old in base.iterdir():  # stale snapshots (readers holding maps keep their pages)
