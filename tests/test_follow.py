@@ -46,7 +46,12 @@ def replay_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def batch(replay_file, tmp_path_factory):
-    """The reference: batch ingest + build + apply + materialize of the replay file (local profile)."""
+    return batch_reference(replay_file, tmp_path_factory.mktemp("batch") / "data")
+
+
+def batch_reference(replay_file, data_dir) -> dict:
+    """The reference: batch ingest + build + apply + materialize of the replay file (local profile
+    in ``data_dir``): stored bars and features, and the online rows."""
     from mt5lab.bars.ingest import ingest_files
     from mt5lab.feast_repo.store import apply
     from mt5lab.features.build import build
@@ -54,7 +59,7 @@ def batch(replay_file, tmp_path_factory):
     from mt5lab.storage import open_store
 
     mp = pytest.MonkeyPatch()
-    mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("batch") / "data"))
+    mp.setenv("MT5LAB_DATA_DIR", str(data_dir))
     mp.delenv("MT5LAB_PROFILE", raising=False)
     reset_caches()
     store = open_store()
@@ -151,7 +156,7 @@ def test_kill_9_and_restart_converges(local, replay_file, batch):
         kills.append(open_store().counts().get("features_h1", 0))
     assert len(set(kills)) > 1, kills  # the kills landed at different points of the replay
     done = _follower(replay_file, env)
-    out, err = done.communicate(timeout=60)
+    out, err = done.communicate(timeout=600)  # generous: CI machines can be loaded
     assert done.returncode == 0, err
     assert "stopped (end of replay)" in err
     assert_equals_batch(batch)

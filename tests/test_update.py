@@ -199,3 +199,53 @@ def test_update_cli(data_dir, tmp_path):
     run = CliRunner().invoke(cli, ["update", str(path), "--symbol", "GOOG", "--timeframe", "D1"])
     assert run.exit_code == 0 and "0 feature rows written for 0 symbols" in run.output, run.output
 
+
+
+def test_warm_tails_write_exactly_the_store_paths_rows(tmp_path):
+    """``update(tails=...)``, the follower's path (windows and carries from the tails in memory, no
+    history read), writes bit for bit the rows of the store path, bar by bar across the warm-up
+    boundary W, through a revised old bar, a late bar, a re-send, and another writer changing the
+    store behind the tails' back (which the tails must notice)."""
+    from mt5lab.features.incremental import Tails
+    from mt5lab.online.update import update
+    from mt5lab.storage.local import LocalStore
+
+    goog = load_sample("GOOG")
+    other = goog.with_columns(pl.lit("GOOGX").alias("symbol"), *(pl.col(c) * 0.5 for c in ("open", "high", "low", "close")))
+    warm, cold, tails = LocalStore(tmp_path / "warm"), LocalStore(tmp_path / "cold"), Tails("D1")
+
+    def both(bars: pl.DataFrame) -> None:
+        a = update(bars, store=warm, tails=tails, online=False, calendar="equity")
+        b = update(bars, store=cold, online=False, calendar="equity")
+        assert (a.recomputed_from, a.features.changed) == (b.recomputed_from, b.features.changed)
+
+    def rows(i: int | list[int]) -> pl.DataFrame:
+        idx = [i] if isinstance(i, int) else i
+        return pl.concat([goog[idx], other[idx]])
+
+    late = W + 12
+    both(rows(list(range(W - 30))))
+    for i in range(W - 30, W + 20):  # one bar per call, the follower's case, across W
+        if i != late:
+            both(rows(i))
+    assert len(tails) == 2 and tails.hits >= 2 * 45
+    both(rows(late))  # a late bar: the store path, recomputed from it
+    revised = goog[[W + 5]].with_columns(pl.col("close") * 1.001, pl.col("high") * 1.001)
+    both(revised)  # a revised old bar
+    both(rows(W + 19))  # a re-send: nothing to do
+    hits = tails.hits
+    both(rows(W + 20))
+    assert tails.hits == hits + 2  # back on the tails after all of that
+    # Another writer revises an old bar of both stores: the tails must see it and take the store path.
+    other_writer = other[[W + 15]].with_columns(pl.col("real_volume") + 1000, pl.col("close") * 0.999,
+                                                pl.col("low") * 0.999)
+    for store in (warm, cold):
+        update(other_writer, store=store, online=False, calendar="equity")
+    hits = tails.hits
+    both(rows(W + 21))
+    assert tails.hits == hits + 1  # GOOG from its tail, GOOGX from the store
+    for i in range(W + 22, W + 26):
+        both(rows(i))
+    got, want = (s.read_features("D1").drop("created_timestamp").sort("symbol", "time") for s in (warm, cold))
+    assert got.height == 2 * (W + 26) and got.equals(want)
+    assert warm.read_bars("D1").sort("symbol", "time").equals(cold.read_bars("D1").sort("symbol", "time"))

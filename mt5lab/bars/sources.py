@@ -51,6 +51,7 @@ CLOCK_TOLERANCE = timedelta(minutes=20)
 """A terminal tick this far from the instant ``--server-tz`` predicts (while the market is open, or at
 all when it lies in the future) means the clock is wrong: the follower refuses to run."""
 MAX_BARS = 100_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SourceError(Mt5LabError):
@@ -86,6 +87,16 @@ def _closed(bars: pl.DataFrame, timeframe: str, since: datetime | None, now: dat
     if since is not None:
         keep = keep & (pl.col("time") > since)
     return bars.filter(keep)
+
+
+def _micros(t: pl.Series) -> np.ndarray:
+    """tz-aware times as int64 microseconds since the epoch (UTC)."""
+    return t.dt.convert_time_zone("UTC").dt.epoch("us").to_numpy()
+
+
+def _micro(t: datetime) -> int:
+    """A tz-aware instant as int microseconds since the epoch."""
+    return (t - _EPOCH) // timedelta(microseconds=1)
 
 
 def _sleep_until(wall: float, stop: threading.Event | None) -> bool:
@@ -202,7 +213,9 @@ class ReplaySource:
         bars = pl.concat(list(stream)).drop("source_row")
         self.grid_tz = stream.grid_tz
         self.bars = bars.sort("time", "symbol", maintain_order=True)
-        self._by_symbol = self.bars.partition_by("symbol", as_dict=True, maintain_order=True)
+        self._by_symbol = {k[0]: v for k, v in
+                           self.bars.partition_by("symbol", as_dict=True, maintain_order=True).items()}
+        self._opens = {s: _micros(b["time"]) for s, b in self._by_symbol.items()}  # sorted, for bars_since
         self.closes = (self.bars["time"] + TIMEFRAMES[self.timeframe]).unique().sort()
         self.clock = self.closes[0] if self.closes.len() else datetime.now(UTC)
         self._released: dict[datetime, float] = {}
@@ -248,10 +261,13 @@ class ReplaySource:
     def bars_since(self, symbol: str, timeframe: str, since: datetime | None) -> pl.DataFrame:
         if check_timeframe(timeframe) != self.timeframe:
             raise ConfigError(f"replay {self.path.name}: holds {self.timeframe} bars, not {timeframe}")
-        bars = self._by_symbol.get((symbol,))
+        bars = self._by_symbol.get(symbol)
         if bars is None:
             return _empty()
-        return _closed(bars, self.timeframe, since, self.clock)
+        opens = self._opens[symbol]  # the _closed rule by binary search: one slice per call
+        hi = int(np.searchsorted(opens, _micro(self.clock - TIMEFRAMES[self.timeframe]), side="right"))
+        lo = 0 if since is None else int(np.searchsorted(opens, _micro(since), side="right"))
+        return bars.slice(lo, max(0, hi - lo))
 
     def reconnect(self, symbols: list[str]) -> None:
         pass

@@ -11,8 +11,12 @@ Loop, per cycle (a bar close plus a grace on a terminal; the next bar close in t
    online writes. A forming bar is never fetched, and ``update`` refuses one anyway (``now`` = the
    source's clock: a replay's simulated now is the replayed bar's close).
 2. One ``update`` for all symbols with new bars (validate, compute, offline + online, under the
-   store's lock). If it fails, each symbol is retried alone, so a bad bar, a source error or a store
-   error for one symbol never stops the others; a failing symbol is retried with exponential backoff
+   store's lock); a symbol that failed last time gets its own ``update``, after that one. The
+   follower keeps each symbol's last ``W + 1`` stored bars in memory
+   (:class:`mt5lab.features.incremental.Tails`, loaded at start, checked against the store in each
+   update), so a bar close costs one bar's work per symbol, not a read of its history. If the
+   update fails, each symbol is retried alone, so a bad bar, a source error or a store error for
+   one symbol never stops the others; a failing symbol is retried with exponential backoff
    (on the source's clock), its online row stays where it was (``mt5lab check freshness`` shows it
    stale), and each fault and each recovery is one log line (logger ``mt5lab.follow``).
 3. One status line per symbol and bar: symbol, bar open time, bars written, latency from the bar's
@@ -41,6 +45,7 @@ from mt5lab.bars.sources import ReplaySource, open_source
 from mt5lab.catalog import TIMEFRAMES, check_timeframe
 from mt5lab.config import resolve
 from mt5lab.errors import ConfigError
+from mt5lab.features.incremental import Tails
 from mt5lab.online.reader import reader
 from mt5lab.online.update import update
 from mt5lab.storage import open_store
@@ -136,6 +141,9 @@ class Follower:
         self.last: dict[str, datetime] = dict(zip(latest["symbol"].to_list(), latest["time"].to_list(),
                                                   strict=True))
         self.resend = set(self.last)
+        self.tails = Tails(self.tf)  # per symbol the last W + 1 stored bars: no history read per bar
+        if self.last:
+            self.tails.load(self.store, sorted(self.last), max(self.last.values()) + self.step)
         self.failures = _Failures(min(BACKOFF[1], self.step))
         self.result = FollowResult(self.tf)
 
@@ -157,17 +165,20 @@ class Follower:
             if bars.height:
                 fetched[s] = bars
         self.result.cycles += 1
-        if not fetched:
-            return
-        if not self._update(fetched, now) and len(fetched) > 1:
-            for s, bars in fetched.items():  # isolate the failing symbol(s)
+        # Symbols that failed last time go alone, after the others, so they cannot delay them.
+        healthy = {s: b for s, b in fetched.items() if s not in self.failures.count}
+        if healthy and not self._update(healthy, now) and len(healthy) > 1:
+            for s, bars in healthy.items():  # isolate the failing symbol(s)
+                self._update({s: bars}, now)
+        for s, bars in fetched.items():
+            if s not in healthy:
                 self._update({s: bars}, now)
 
     def _update(self, fetched: dict[str, pl.DataFrame], now: datetime) -> bool:
         try:
             update(pl.concat(list(fetched.values())), profile=self.prof, timeframe=self.tf, now=now,
                    store=self.store, server_tz=self.grid, calendar=self.calendar,
-                   source=f"{self.tf}:{','.join(fetched)}")
+                   source=f"{self.tf}:{','.join(fetched)}", tails=self.tails)
         except Exception as exc:
             if len(fetched) == 1:
                 (s,) = fetched

@@ -5,12 +5,15 @@ protos and response objects on every call; that costs milliseconds. mt5lab resol
 (:class:`OnlineTables`) and then calls the provider's ``OnlineStore.online_read`` /
 ``online_write_batch`` directly: the same public methods Feast's own read and write paths end in,
 the same keys and encodings, so Feast (and its HTTP server) reads what mt5lab writes and vice versa.
-Nothing here touches Redis or SQLite keys itself.
+Nothing here touches SQLite keys itself.
 
 Writes: Feast's Redis store skips a row whose event timestamp is not newer than the stored one. A
-*revised* latest bar has the same event timestamp and different values, so mt5lab's writer uses a
-copy of the config with ``skip_dedup`` (it only ever writes each symbol's newest offline row, under
-the store lock, so out-of-order overwrites cannot happen). SQLite always upserts.
+*revised* latest bar has the same event timestamp and different values, so mt5lab writes as Feast
+does with ``skip_dedup`` (it only ever writes each symbol's newest offline row, under the store
+lock, so out-of-order overwrites cannot happen): on Redis through
+:class:`mt5lab.online.redis_rows.RedisRows` (Feast's bytes, keys and client; one pipeline for all
+views), elsewhere through ``online_write_batch`` on a config copy with ``skip_dedup``. SQLite always
+upserts.
 """
 
 from __future__ import annotations
@@ -121,6 +124,7 @@ class OnlineTables:
         self.feature_names = [f for _, feats in self.views for f in feats]
         self._keys: dict[str, object] = {}
         self._writer = None
+        self._redis_rows = None
 
     def keys(self, symbols: list[str]) -> list:
         cache = self._keys
@@ -155,9 +159,21 @@ class OnlineTables:
 
     def write_latest(self, rows: pl.DataFrame) -> int:
         """Write feature rows (one per symbol: ``symbol``, ``event_timestamp``, ``created_timestamp``
-        and the features) to every view. Null values are written as unset (Feast returns None)."""
+        and the features) to every view. Null values are written as unset (Feast returns None).
+
+        Redis: one pipeline for all rows and views, Feast's exact bytes
+        (:class:`mt5lab.online.redis_rows.RedisRows`, what ``materialize`` writes): the same keys,
+        fields and values as ``online_write_batch`` with ``skip_dedup``, one HSET per symbol instead
+        of one per symbol and view."""
         if rows.height == 0:
             return 0
+        if getattr(self.config.online_store, "type", None) == "redis":
+            if self._redis_rows is None:
+                from mt5lab.online.redis_rows import RedisRows
+
+                self._redis_rows = RedisRows(self.feature_store, self.views)
+            keys, values = self._redis_rows.encode(rows)
+            return self._redis_rows.write(keys, values)
         cfg, store = self._write_target()
         recs = rows.to_dicts()
         keys = self.keys([r["symbol"] for r in recs])

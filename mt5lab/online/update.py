@@ -5,7 +5,9 @@ last W stored bars, and bars, features and each symbol's newest online row writt
 1. Validate the new bars as ingest does, and refuse a bar that has not closed yet
    (``time + timeframe > now``): its features would leak the future into the online store.
 2. Compute the feature rows of every new or revised bar from the stored history
-   (:func:`mt5lab.features.incremental.incremental_rows`: ``t*``, window, carried obv/ad).
+   (:func:`mt5lab.features.incremental.incremental_rows`: ``t*``, window, carried obv/ad). A
+   long-running writer passes its warm state (``tails``): a bar appended after a symbol's tail is
+   then computed from memory, with no history read.
 3. Write bars, then feature rows (upserts; unchanged rows keep their ``created_timestamp``), then
    each symbol's newest row to the online store.
 
@@ -32,7 +34,7 @@ from mt5lab.bars.validate import validate_bars
 from mt5lab.catalog import TIMEFRAMES
 from mt5lab.config import resolve
 from mt5lab.errors import BarValidationError
-from mt5lab.features.incremental import incremental_rows
+from mt5lab.features.incremental import Tails, incremental_rows
 from mt5lab.online.reader import reader
 from mt5lab.storage import WriteResult, open_store
 
@@ -66,7 +68,7 @@ def _check_closed(frame: pl.DataFrame, tf: str, now: datetime, source: str) -> N
 
 def update(new_bars, *, profile=None, timeframe: str | None = None, source: str = "<frame>",
            calendar: str | None = None, now: datetime | None = None, online: bool = True,
-           store=None, server_tz: str | None = None) -> UpdateResult:
+           store=None, server_tz: str | None = None, tails: Tails | None = None) -> UpdateResult:
     """Ingest ``new_bars`` incrementally: validate, compute their features from the stored history,
     write bars and features offline and each symbol's newest row online, under one lock.
 
@@ -84,6 +86,10 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
         server_tz: the broker's server clock (``"NY+7"``, an IANA zone, ``"Etc/GMT-2"``; default
             ``MT5LAB_SERVER_TZ``): converts naive/int times and sets the bar grid (see
             :mod:`mt5lab.bars.clock`). Required for naive/int times.
+        tails: warm state of a long-running writer (:class:`mt5lab.features.incremental.Tails`,
+            one per timeframe): new bars after a symbol's tail are computed without reading its
+            history back. Moved forward when the writes succeed, forgotten for the frame's symbols
+            when anything fails.
     """
     prof = resolve(profile)
     store = store or open_store(prof)
@@ -103,18 +109,32 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
         raise ValueError(f"now must be timezone-aware, got naive {now!r}")
     _check_closed(frame, tf, now or datetime.now(UTC), source)
     tables = reader(prof, tf).tables if online else None  # fails before any write if not applied
-    with store.lock():
-        rows, starts = incremental_rows(store, tf, frame)
-        bars_res = store.write_bars(frame)
-        feat_res = store.write_features(tf, rows) if rows.height else WriteResult(0, 0, 0)
-        n_online = 0
-        if tables is not None:
-            symbols = frame["symbol"].unique().to_list()
-            latest = rows.group_by("symbol").agg(pl.all().sort_by("time").last()) if rows.height else None
-            rest = [s for s in symbols if s not in starts]
-            parts = [p for p in (latest, store.latest_features(tf, rest) if rest else None)
-                     if p is not None and p.height]
-            if parts:
-                cols = ["symbol", "event_timestamp", "created_timestamp", *tables.feature_names]
-                n_online = tables.write_latest(pl.concat([p.select(cols) for p in parts]))
+    symbols = frame["symbol"].unique().to_list()
+    try:
+        with store.lock():
+            rows, starts = incremental_rows(store, tf, frame, tails)
+            bars_res = store.write_bars(frame)
+            feat_res = store.write_features(tf, rows) if rows.height else WriteResult(0, 0, 0)
+            if tails is not None:
+                tails.commit()
+            n_online = _write_online(store, tables, tf, symbols, rows, starts) if tables is not None else 0
+    except BaseException:
+        if tails is not None:
+            tails.forget(symbols)
+        raise
     return UpdateResult(tf, frame.height, bars_res, feat_res, starts, n_online, report)
+
+
+def _write_online(store, tables, tf: str, symbols: list[str], rows: pl.DataFrame, starts: dict) -> int:
+    """Each symbol's newest row to the online store: the newest new row, else the stored one (a
+    re-sent bar rewrites the online row, which repairs a run that stopped before this write)."""
+    latest = None
+    if rows.height:
+        last = rows.select(pl.col("time").max().over("symbol") == pl.col("time")).to_series()
+        latest = rows.filter(last)
+    rest = [s for s in symbols if s not in starts]
+    parts = [p for p in (latest, store.latest_features(tf, rest) if rest else None) if p is not None and p.height]
+    if not parts:
+        return 0
+    cols = ["symbol", "event_timestamp", "created_timestamp", *tables.feature_names]
+    return tables.write_latest(pl.concat([p.select(cols) for p in parts]))
