@@ -32,7 +32,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check mt5lab tests benchmarks feature_repo
 	$(BIN)/python -m pytest
-	MPLBACKEND=Agg TQDM_DISABLE=1 JUPYTER_PATH="$(CURDIR)/$(VENV)/share/jupyter" MT5LAB_NB_OUT="$$(mktemp -d)" \
+	# nbval runs every notebook on its defaults, against the store MT5LAB_DATA_DIR names (the user's
+	# store rule): a throwaway store, given the samples through the CLI as a user would.
+	nb="$$(mktemp -d)" && export MT5LAB_DATA_DIR="$$nb/data" TQDM_DISABLE=1 && \
+	  $(BIN)/mt5lab ingest --sample >/dev/null && $(BIN)/mt5lab build >/dev/null && \
+	  MPLBACKEND=Agg MT5LAB_NB_BATCH=1 JUPYTER_PATH="$(CURDIR)/$(VENV)/share/jupyter" MT5LAB_NB_OUT="$$nb" \
 	  $(BIN)/python -m pytest --nbval-lax notebooks/
 
 lint: $(STAMP)
@@ -63,6 +67,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_server.py
 	$(BIN)/python benchmarks/bench_training_set.py
 	$(BIN)/python benchmarks/bench_follow.py
+	$(BIN)/python benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_spark.py
 	@command -v wrk >/dev/null || { echo "bench_wrk.py needs wrk: apt-get install wrk"; exit 1; }
 	$(BIN)/python benchmarks/bench_wrk.py
 

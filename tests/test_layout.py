@@ -31,6 +31,9 @@ STAGES: dict[str, frozenset[str]] = {
     "training": frozenset({"storage", "feast_repo", "bars"}),
     "online": frozenset({"storage", "feast_repo", "bars", "features"}),
     "research": frozenset(_RUNTIME),
+    "model": frozenset(_RUNTIME),  # above training and online: models, their validation and serving
+    # above features and training: builds, training sets and materialize on a Spark cluster
+    "spark": frozenset({"storage", "feast_repo", "features", "training"}),
     "plots": frozenset({*_RUNTIME, "research"}),
     "notebook": frozenset({*_RUNTIME, "research", "plots"}),
     "testing": frozenset(),

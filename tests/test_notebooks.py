@@ -42,9 +42,9 @@ def _code(nb):
 
 # -- conventions --------------------------------------------------------------------------------
 
-def test_the_six_notebooks_exist_and_each_has_execution_checks():
+def test_the_seven_notebooks_exist_and_each_has_execution_checks():
     prefixes = sorted(p.stem[:2] for p in NOTEBOOKS)
-    assert prefixes == ["01", "02", "03", "04", "05", "06"], IDS
+    assert prefixes == ["01", "02", "03", "04", "05", "06", "07"], IDS
     assert set(CHECKS) == set(prefixes), "every notebook needs its checks below"
 
 
@@ -100,7 +100,10 @@ def test_precommit_strips_notebook_outputs():
 
 # -- execution --------------------------------------------------------------------------------
 
-VARIANTS: dict[str, tuple[str, dict]] = {name: (name, {}) for name in IDS}
+# Each run gets its own store (MT5LAB_DATA_DIR under its output directory); the samples are loaded
+# only where asked (samples=True), as a user would ask for them.
+VARIANTS: dict[str, tuple[str, dict]] = {name: (name, {"ingest": True} if name.startswith("01") else {"samples": True})
+                                         for name in IDS}
 
 
 @pytest.fixture(scope="module")
@@ -108,19 +111,21 @@ def bad_csv(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("input") / "eurusd_h1_bad.csv"
     p.write_text("time,open,high,low,close,tick_volume\n"
                  "2024-01-02 10:00,1.1,1.2,1.0,1.1,5\n"
-                 "2024-01-02 11:00,1.1,1.2,1.0,1.1,5\n"
-                 "2024-01-02 12:00,1.1,1.0,1.2,1.1,5\n")  # data row 3: high below low
+                 "2024-01-02 11:00,1.1,1.2,1.0,1.1,-5\n"  # data row 2: negative tick volume
+                 "2024-01-02 12:00,1.1,1.0,1.2,1.1,5\n"  # row 3: high below low, so open and close outside
+                 "2024-01-02 13:00,1.1,1.2,1.0,1.3,5\n")  # row 4: close above high
     return p
 
 
-def _papermill(nb: Path, out: Path, params: dict) -> tuple[dict, Path, str]:
+def _papermill(nb: Path, out: Path, params: dict, data_dir: str | None = None,
+               cwd: Path | None = None) -> tuple[dict, Path, str]:
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MPLBACKEND="Agg", TQDM_DISABLE="1", MT5LAB_NB_OUT=str(out),
-               JUPYTER_PATH=str(Path(sys.prefix) / "share" / "jupyter"))
+               JUPYTER_PATH=str(Path(sys.prefix) / "share" / "jupyter"),
+               MT5LAB_DATA_DIR=data_dir if data_dir is not None else str(out / "data"))
     env.pop("MT5LAB_PROFILE", None)
-    env.pop("MT5LAB_DATA_DIR", None)
     cmd = [sys.executable, "-m", "papermill", str(nb), str(out / nb.name), "--kernel", "python3",
-           "--no-progress-bar", "--cwd", str(out), "-p", "out_dir", str(out)]
+           "--no-progress-bar", "--cwd", str(cwd or out), "-p", "out_dir", str(out)]
     for k, v in params.items():
         cmd += ["-p", k, str(v)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -134,12 +139,71 @@ def runs(tmp_path_factory, bad_csv):
     """All executions, started together two at a time; each test waits for its own."""
     base = tmp_path_factory.mktemp("notebooks")
     jobs = {name: (NB_DIR / f"{nb}.ipynb", params) for name, (nb, params) in VARIANTS.items()}
-    jobs["01_bad_file"] = (NB_DIR / f"{IDS[0]}.ipynb", {"path": str(bad_csv), "symbol": "EURUSD", "timeframe": "H1"})
-    jobs["03_eurusd_h1"] = (NB_DIR / f"{IDS[2]}.ipynb", {"symbol": "EURUSD", "timeframe": "H1"})
+    jobs["01_bad_file"] = (NB_DIR / f"{IDS[0]}.ipynb", {"path": str(bad_csv), "symbol": "EURUSD", "timeframe": "H1",
+                                                        "ingest": True})
+    jobs["03_eurusd_h1"] = (NB_DIR / f"{IDS[2]}.ipynb", {"symbol": "EURUSD", "timeframe": "H1", "samples": True})
     pool = ThreadPoolExecutor(max_workers=2)
-    futures = {k: pool.submit(_papermill, nb, base / k, params) for k, (nb, params) in jobs.items()}
+    futures = {"03_user_store": pool.submit(_user_store_run, base / "03_user_store")}
+    futures |= {k: pool.submit(_papermill, nb, base / k, params) for k, (nb, params) in jobs.items()}
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
+
+
+USER_SYMBOL, USER_BARS = "ACME", 300
+
+
+def _user_bars(path: Path) -> Path:
+    """USER_BARS weekday D1 bars of a symbol no sample has, written as a plain CSV."""
+    day, rows = date(2021, 1, 4), []
+    while len(rows) < USER_BARS:
+        if day.weekday() < 5:
+            c = 100 + len(rows) % 17
+            rows.append(f"{day.isoformat()},{c},{c + 2},{c - 2},{c + 1},{1000 + len(rows)}")
+        day += timedelta(days=1)
+    path.write_text("time,open,high,low,close,tick_volume\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def _user_store_run(out: Path) -> tuple[dict, Path, str]:
+    """The day-one journey: `mt5lab ingest` + `build` into a store, then notebook 03 run the way
+    JupyterLab runs it (cwd notebooks/), told about the store only by MT5LAB_DATA_DIR, given
+    *relative to the checkout* (from notebooks/ the same relative path is another directory)."""
+    store = out / "user_data"
+    out.mkdir(parents=True)
+    rel = os.path.relpath(store, ROOT)
+    env = dict(os.environ, MT5LAB_DATA_DIR=rel, TQDM_DISABLE="1")
+    env.pop("MT5LAB_PROFILE", None)
+    mt5lab = [sys.executable, "-m", "mt5lab.cli"]
+    for args in (["ingest", str(_user_bars(out / "acme_d1.csv")), "--symbol", USER_SYMBOL, "--timeframe", "D1",
+                  "--calendar", "equity"], ["build", "--timeframe", "D1"]):
+        proc = subprocess.run(mt5lab + args, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        if proc.returncode:
+            return {}, out, f"mt5lab {args[0]}: {proc.stderr[-2000:]}"
+    assert (store / "offline").is_dir(), "the CLI wrote the store where the relative path points from the checkout"
+    had_nb_data = (NB_DIR / "data").exists()
+    rec, out, err = _papermill(NB_DIR / f"{IDS[2]}.ipynb", out, {"symbol": USER_SYMBOL, "timeframe": "D1"},
+                               data_dir=rel, cwd=NB_DIR)
+    if not had_nb_data and (NB_DIR / "data").exists():
+        err += "\nthe notebook created notebooks/data (a store relative to its cwd)"
+    return rec, out, err
+
+
+def _first_output_line(executed: Path) -> str:
+    nb = nbformat.read(executed, as_version=4)
+    outputs = [o for c in _code(nb) for o in c.get("outputs", [])]
+    assert outputs and outputs[0].get("output_type") == "stream", "the first output is the store line"
+    return outputs[0]["text"].splitlines()[0]
+
+
+def test_a_notebook_in_notebooks_dir_reads_the_cli_store(runs):
+    rec, out = _done(runs, "03_user_store")
+    store = (out / "user_data").resolve()
+    assert rec["store"]["data_dir"] == str(store)
+    assert rec["store"]["holdings"] == {"D1": [USER_SYMBOL]}, "only what the CLI ingested: no samples"
+    assert "seed" not in rec
+    assert rec["window"]["rows"] == 250 and rec["window"]["first_bar"] > "2021"
+    line = _first_output_line(out / f"{IDS[2]}.ipynb")
+    assert line == f"store: local profile, data dir {store} · D1: {USER_SYMBOL}"
 
 
 def _done(runs, key):
@@ -160,6 +224,9 @@ def _common(rec: dict, out: Path, stem: str):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, f
     executed = (out / f"{stem}.ipynb").read_text()
     assert '"output_type": "error"' not in executed
+    line = _first_output_line(out / f"{stem}.ipynb")
+    assert line == rec["store"]["line"] and line.startswith(f"store: local profile, data dir {out / 'data'}")
+    assert "datetime.datetime(" not in executed and "ZoneInfo(" not in executed, "records shown as raw dicts"
 
 
 # Facts about the bundled samples, read independently of mt5lab's readers.
@@ -198,8 +265,11 @@ def check_01(rec, out, runs):
     assert rec["store_counts"] == {"bars_d1": len(GOOG)}
     bad, bad_out = _done(runs, "01_bad_file")
     _common(bad, bad_out, IDS[0])
-    assert bad["validation"]["rejected"] == 1
-    assert bad["validation"]["rule"] == "high below low"
+    assert bad["validation"]["rejected"] == 3 and bad["validation"]["violations"] == 5
+    assert bad["validation"]["rule"] == "negative tick_volume"
+    assert [(r["source_row"], r["rule"]) for r in bad["rejected"]] == [
+        (2, "negative tick_volume"), (3, "high below low"), (3, "open outside low-high"),
+        (3, "close outside low-high"), (4, "close outside low-high")], "every violation in one run"
     assert bad["ingest"]["written"] is False
     assert bad["store_counts"] == {}, "a rejected file writes nothing"
 
@@ -217,6 +287,7 @@ def check_02(rec, out, runs):
 
 
 def check_03(rec, out, runs):
+    assert all(f.startswith("03_visualize.GOOG_D1_auto.") for f in rec["figures"]), "figure names carry the parameters"
     w = rec["window"]
     assert w["rows"] == 250
     assert w["last_bar"].startswith(GOOG[-1]) and w["max_event_timestamp"].startswith("2013-03-02T00:00")
@@ -226,6 +297,7 @@ def check_03(rec, out, runs):
     fx, fx_out = _done(runs, "03_eurusd_h1")  # the README's example
     _common(fx, fx_out, IDS[2])
     assert fx["window"]["rows"] == 250
+    assert all(f.startswith("03_visualize.EURUSD_H1_auto.") for f in fx["figures"])
     assert fx["window"]["last_bar"].startswith(EURUSD[-1].replace(" ", "T"))
     assert {"spread", "real_volume"} <= set(fx["correlation"]["undefined"])  # FX: real volume is 0
 
@@ -261,6 +333,9 @@ def check_05(rec, out, runs):
     assert st["XAUUSD D1"] == "missing" and st["XAUUSD H1"] == "missing"
     assert st["GOOG D1"] == "expired" and st["EURUSD H1"] == "expired"  # years old, read now
     assert {f["status"] for f in rec["freshness_live"]} == {"fresh"}
+    fresh = {(f["symbol"], f["timeframe"]): f["status"] for f in rec["freshness"]}
+    assert fresh == {(s, tf): ("expired" if (s, tf) in {("GOOG", "D1"), ("EURUSD", "H1")} else "missing")
+                     for s in ("GOOG", "EURUSD", "XAUUSD") for tf in ("D1", "H1")}, "the table honours symbols"
     by_symbol: dict[str, list[str]] = {}
     for r in rec["weekend"]:
         by_symbol.setdefault(r["symbol"], []).append(r["status"])
@@ -271,8 +346,17 @@ def check_06(rec, out, runs):
     d = rec["drift"]
     assert d["features"] == 42 and sum(d["counts"].values()) == 42
     assert "close" in d["drift"], "a trending price level must drift between 2004-09 and 2012-13"
-    assert d["insufficient"] == ["spread"]
-    assert all(v is not None for k, v in d["psi"].items() if k != "spread")
+    # GOOG's sample has exchange volume and no ticks or spread: tick_volume is 0 throughout, a constant
+    assert d["insufficient"] == ["spread", "tick_volume"]
+    assert all(v is not None for k, v in d["psi"].items() if k not in ("spread", "tick_volume"))
+    from mt5lab.catalog import BY_NAME
+
+    assert len(d["top_scale_free"]) == 3 and len(d["top_level"]) == 3
+    bar_columns = {"open", "high", "low", "close", "tick_volume", "real_volume", "spread"}
+    assert all(BY_NAME[f].scale in ("percent", "ratio", None) and f not in bar_columns for f in d["top_scale_free"])
+    assert all(BY_NAME[f].scale in ("price", "volume") or f in bar_columns for f in d["top_level"])
+    top = [d["psi"][f] for f in d["top_level"]]
+    assert top == sorted(top, reverse=True)
     win = {w["window"]: w["bars"] for w in rec["windows"]}
     assert win == {"reference": int(len(GOOG) * 0.6), "recent": 250}
     q = rec["quality_totals"]
@@ -280,7 +364,29 @@ def check_06(rec, out, runs):
     assert q["periods"] == 35  # quarters 2004Q3 .. 2013Q1
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06}
+def check_07(rec, out, runs):
+    ev = rec["evaluation"]
+    assert ev["rows"] == len(GOOG)  # one decision per GOOG bar close, none dropped
+    assert ev["nulls"]["label_null_rows"] == 5 and ev["nulls"]["rows"] == len(GOOG) - 5  # counted, not dropped
+    assert ev["nulls"]["rows_with_null_features"] == len(GOOG) - 5  # GOOG has no spread: every row has a null
+    assert ev["config"]["cv"] == "walk-forward" and ev["config"]["embargo"] == 5
+    assert len(ev["folds"]) == 5 and all(f["test_rows"] > 0 for f in ev["folds"])
+    assert sum(f["test_rows"] for f in ev["folds"]) == ev["scored_rows"] + sum(  # every test row scored once
+        f["test_rows"] - f["test_rows_with_label"] for f in ev["folds"])
+    # a 5-bar label: the last 4 training rows' labels end after the test starts (the 5th ends exactly at it)
+    assert all(f["purged"] == 4 for f in ev["folds"])
+    assert set(ev["importance_by_view"]) == {"ohlcv_features", "technical_indicators_ma",
+                                             "technical_indicators_momentum", "technical_indicators_volatility",
+                                             "volume_indicators", "price_action"}
+    assert len(ev["importance_by_feature"]) == 42
+    assert rec["trials"]["n_trials"] == 1  # a fresh data dir: this run is the experiment's only trial
+    assert ev["dsr"] == ev["psr"]  # one trial: no selection to deflate for (expected maximum Sharpe 0)
+    assert 0 <= ev["psr"] <= 1 and ev["periods"] > 0
+    assert len(rec["figures"]) == 5
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06,
+          "07": check_07}
 
 
 @pytest.mark.slow

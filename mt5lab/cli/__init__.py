@@ -3,7 +3,7 @@
 
 The verbs live by concern: :mod:`.data` (ingest, update, build), :mod:`.store` (apply,
 materialize, online, serve, ui, check freshness), :mod:`.research` (training-set, catalog, demo),
-:mod:`.live` (follow, the live feed).
+:mod:`.live` (follow, the live feed), :mod:`.model` (model evaluate, model train, predict).
 :mod:`.common` is what every verb shares (``--profile``, ``--verbose``, one-line errors with exit
 codes), :mod:`.options` the options several verbs share (bar-file reading with ``--server-tz`` and
 ``--calendar``, ``--now``), :mod:`.render` how an online read is printed (table and JSON).
@@ -19,6 +19,7 @@ import click
 
 from mt5lab.cli.data import build, ingest, update
 from mt5lab.cli.live import follow
+from mt5lab.cli.model import model, predict
 from mt5lab.cli.research import catalog, demo, training_set
 from mt5lab.cli.store import apply, check, materialize, online, serve, ui
 
@@ -30,7 +31,7 @@ def cli() -> None:
 
 
 for _command in (ingest, build, apply, materialize, online, catalog, demo, training_set, update, serve,
-                 ui, check, follow):
+                 ui, check, follow, model, predict):
     cli.add_command(_command)
 
 

@@ -68,7 +68,8 @@ def _fail(exc: BaseException, verbose: bool, code: int, prefix: str = "") -> Non
     if verbose:
         click.echo(redact("".join(traceback.format_exception(exc))), err=True)
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    click.echo(redact(f"error: {prefix}{first}"), err=True)
+    more = getattr(exc, "more", "")  # bad bars: the next violations and their count, same line
+    click.echo(redact(f"error: {prefix}{first}{more}"), err=True)
     sys.exit(code)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from mt5lab.cli.common import common, open_offline
-from mt5lab.cli.options import TIMEFRAME, bar_file_options
+from mt5lab.cli.options import TIMEFRAME, bar_file_options, engine_option
 
 
 @click.command()
@@ -65,10 +65,16 @@ def update(paths, symbol, timeframe, fmt, server_tz, calendar, offline_only, pro
 @click.command()
 @click.option("--timeframe", "timeframes", type=TIMEFRAME, multiple=True, help="Default: every stored timeframe.")
 @click.option("--symbol", "symbols", multiple=True, help="Default: every symbol.")
+@engine_option()
 @common
-def build(timeframes, symbols, profile):
+def build(timeframes, symbols, engine, profile):
     """Compute the 42 features from stored bars (full rebuild; unchanged rows untouched)."""
     from mt5lab.features.build import build as run
+
+    if engine.lower() == "spark":  # the Spark engine's dataset (mt5lab.spark.build)
+        from mt5lab.spark import commands
+
+        return commands.build([t.upper() for t in timeframes] or None, list(symbols) or None, click.echo)
 
     res = run(open_offline(profile), [t.upper() for t in timeframes] or None, list(symbols) or None)
     for tf, r in res.items():

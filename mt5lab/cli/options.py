@@ -67,3 +67,10 @@ def parse_now(ctx, param, value: str | None) -> datetime | None:
 
 def now_option(help: str):
     return click.option("--now", default=None, callback=parse_now, help=help)
+
+
+def engine_option():
+    """``--engine local|spark`` (env ``MT5LAB_ENGINE``): where the batch work runs (README: Scaling out)."""
+    return click.option("--engine", envvar="MT5LAB_ENGINE", default="local", show_default=True,
+                        type=click.Choice(["local", "spark"], case_sensitive=False),
+                        help="Batch engine: local, or spark on MT5LAB_SPARK_MASTER (default local[2]).")

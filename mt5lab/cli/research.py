@@ -8,7 +8,7 @@ import click
 
 from mt5lab.catalog import DEFAULT_TIMEFRAME
 from mt5lab.cli.common import common
-from mt5lab.cli.options import TIMEFRAME
+from mt5lab.cli.options import TIMEFRAME, engine_option
 
 
 @click.command("training-set")
@@ -22,12 +22,21 @@ from mt5lab.cli.options import TIMEFRAME
 @click.option("--label", "labels", multiple=True, help="Label, e.g. fwd_return_5 or fwd_direction_5.")
 @click.option("--full-feature-names", is_flag=True, help="Name columns view__feature (Feast's option).")
 @click.option("--saved-dataset", help="Also register a Feast SavedDataset of this name (local profile).")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output FILE.parquet.")
+@click.option("--out", required=True, type=click.Path(), help="Output FILE.parquet (spark: a Parquet directory).")
+@engine_option()
 @common
 def training_set(entities, symbols, start, end, timeframe, every, features, labels, full_feature_names,
-                 saved_dataset, out, profile):
+                 saved_dataset, out, engine, profile):
     """Point-in-time training set (Feast semantics) to Parquet plus a manifest."""
     from mt5lab.training.files import run
+
+    if engine.lower() == "spark":  # Feast's SparkOfflineStore; --entities: Parquet path or table name
+        from mt5lab.spark import commands
+
+        if symbols or labels or saved_dataset:
+            raise click.UsageError("--engine spark takes --entities (no --symbols, --label, --saved-dataset)")
+        return commands.training_set(entities, timeframe.upper(), features, full_feature_names, out, profile,
+                                     click.echo)
 
     man = run(entities=entities, symbols=symbols, start=start, end=end, timeframe=timeframe.upper(),
               every=every, features=features, labels=labels, out=out, full_feature_names=full_feature_names,

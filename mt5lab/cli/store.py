@@ -8,7 +8,14 @@ import click
 
 from mt5lab.catalog import DEFAULT_TIMEFRAME
 from mt5lab.cli.common import common, open_offline
-from mt5lab.cli.options import GRID_CLOCK, TIMEFRAME, calendar_option, now_option, server_tz_option
+from mt5lab.cli.options import (
+    GRID_CLOCK,
+    TIMEFRAME,
+    calendar_option,
+    engine_option,
+    now_option,
+    server_tz_option,
+)
 
 
 def _timeframes(store, given) -> list[str]:
@@ -31,10 +38,16 @@ def apply(timeframes, profile):
 @click.command()
 @click.option("--timeframe", "timeframes", type=TIMEFRAME, multiple=True, help="Default: every stored timeframe.")
 @click.option("--full", is_flag=True, help="Rewrite every symbol, not only those that changed.")
+@engine_option()
 @common
-def materialize(timeframes, full, profile):
+def materialize(timeframes, full, engine, profile):
     """Write each symbol's latest features to the online store (since last time by default)."""
     from mt5lab.online.materialize import materialize as run
+
+    if engine.lower() == "spark":  # Feast's spark.engine into Redis (mt5lab.spark.materialize)
+        from mt5lab.spark import commands
+
+        return commands.materialize([t.upper() for t in timeframes] or None, profile, click.echo)
 
     store = open_offline(profile)
     for tf in [t.upper() for t in timeframes] or store.timeframes():
@@ -74,13 +87,23 @@ def online(symbols, timeframe, as_json, now, profile):
 @click.option("--workers", default=2, type=int, show_default=True, help="gunicorn worker processes.")
 @click.option("--feast-handler", is_flag=True,
               help="Answer /get-online-features with Feast's own handler (slower, ignores ttl).")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Also serve POST /predict with the model saved in this directory (`mt5lab model train`).")
 @common
-def serve(host, port, timeframe, workers, feast_handler, profile):
+def serve(host, port, timeframe, workers, feast_handler, model_dir, profile):
     """Run Feast's HTTP feature server (/get-online-features, /health) on the profile's config."""
     from mt5lab.online.server import serve as run
 
+    extra = []
+    if model_dir:
+        from functools import partial
+
+        from mt5lab.model import artifact, http
+
+        artifact.load(model_dir, profile=profile)  # a mismatched contract: refused before starting
+        extra.append(partial(http.install, model_dir=model_dir, profile=profile))
     run(profile, host=host, port=port, timeframe=timeframe.upper(), workers=workers,
-        feast_handler=feast_handler, echo=click.echo)
+        feast_handler=feast_handler, extra_routes=extra, echo=click.echo)
 
 
 @click.command()
