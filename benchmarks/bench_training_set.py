@@ -156,14 +156,12 @@ dropped and reloaded with ``--fresh-pg``."""
 @contextmanager
 def postgres_env(fresh: bool):
     """The postgres profile pointed at :data:`PG_DATABASE` (created if missing) and a throwaway
-    Redis; the environment is restored on exit. Same variables as
-    ``mt5lab.testing.sandbox.postgres_profile_env``, which makes a new database every time."""
-    import secrets
-
+    Redis (``mt5lab.testing.sandbox.postgres_profile_env`` on a kept database); the environment is
+    restored on exit."""
     import psycopg
     from psycopg import sql
 
-    from mt5lab.testing.sandbox import PG_HOST, PG_PORT, PG_USER, redis_server
+    from mt5lab.testing.sandbox import PG_HOST, PG_PORT, PG_USER, postgres_profile_env
 
     kw = dict(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname="postgres", autocommit=True, sslmode="disable")
     with psycopg.connect(**kw) as conn:
@@ -172,22 +170,8 @@ def postgres_env(fresh: bool):
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(db))
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DATABASE,)).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(db))
-    password = secrets.token_urlsafe(16)
-    with redis_server(password) as (rhost, rport):
-        values = {"MT5LAB_PROFILE": "postgres", "MT5LAB_PG_USER": PG_USER, "MT5LAB_PG_PASSWORD": "",
-                  "MT5LAB_PG_HOST": PG_HOST, "MT5LAB_PG_PORT": str(PG_PORT), "MT5LAB_PG_DATABASE": PG_DATABASE,
-                  "MT5LAB_PG_SSLMODE": "disable", "MT5LAB_REDIS_HOST": rhost, "MT5LAB_REDIS_PORT": str(rport),
-                  "MT5LAB_REDIS_DB": "0", "MT5LAB_REDIS_PASSWORD": password}
-        saved = {k: os.environ.get(k) for k in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+    with postgres_profile_env(database=PG_DATABASE):
+        yield
 
 
 def load_postgres(symbols: int, bars: int) -> None:

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 
@@ -124,11 +124,16 @@ def postgres_database(host: str = PG_HOST, port: int = PG_PORT, user: str = PG_U
 
 
 @contextmanager
-def postgres_profile_env(redis_password: str | None = None) -> Iterator[dict[str, str]]:
+def postgres_profile_env(redis_password: str | None = None,
+                         database: str | None = None) -> Iterator[dict[str, str]]:
     """Set the postgres profile's variables (a fresh database, a throwaway Redis with a password),
-    select the profile, and restore the environment on exit. Yields the values set (secrets!)."""
+    select the profile, and restore the environment on exit. Yields the values set (secrets!).
+
+    ``database``: use this existing database instead of a fresh one (kept on exit; benchmarks keep
+    their loaded data between runs this way)."""
     redis_password = redis_password or secrets.token_urlsafe(16)
-    with postgres_database() as db, redis_server(redis_password) as (rhost, rport):
+    db_context = nullcontext(database) if database else postgres_database()
+    with db_context as db, redis_server(redis_password) as (rhost, rport):
         values = {
             "MT5LAB_PROFILE": "postgres", "MT5LAB_PG_USER": PG_USER, "MT5LAB_PG_PASSWORD": "",
             "MT5LAB_PG_HOST": PG_HOST, "MT5LAB_PG_PORT": str(PG_PORT), "MT5LAB_PG_DATABASE": db,
