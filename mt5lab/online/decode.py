@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
+from mt5lab.online.tables import to_python
+
 _DOUBLE_TAG = 0x29
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -38,10 +40,7 @@ def _python(raw: bytes):
         from feast.protos.feast.types.Value_pb2 import Value
 
         _VALUE = Value
-    v = _VALUE()
-    v.ParseFromString(raw)
-    kind = v.WhichOneof("val")
-    return None if kind is None or kind == "null_val" else getattr(v, kind)
+    return to_python(_VALUE.FromString(raw))
 
 
 def doubles(raw: list) -> tuple[np.ndarray, np.ndarray]:

@@ -8,7 +8,7 @@ comparison costs as much again. Materialize knows the whole latest row of each s
 
 - every key, field name and timestamp is made by Feast's own helpers (``_redis_key``, ``_mmh3``,
   ``_versioned_fv_name``, ``Timestamp``), on Feast's own client (``_get_client``) and config;
-- values are encoded once per column with numpy: a double ``Value`` is the tag byte ``0x29`` and
+- the double features are encoded as one numpy block: a double ``Value`` is the tag byte ``0x29`` and
   the 8 little-endian bytes of the double (exactly what protobuf writes for a set ``oneof``
   member); int64 values and nulls go through the ``Value`` proto itself;
 - one pipelined HMGET per symbol reads every field of the six views back, and a symbol is written
@@ -29,19 +29,9 @@ from mt5lab.online.tables import entity_key
 _DOUBLE_TAG = np.frombuffer(b"\x29", np.uint8)
 
 
-def _double_values(col: pl.Series) -> list[bytes]:
-    """Serialized ``Value(double_val=x)`` per row; ``b""`` (an unset Value) for null or NaN."""
-    vals = col.cast(pl.Float64).to_numpy()
-    null = col.is_null().to_numpy() | np.isnan(vals)
-    mat = np.empty((len(vals), 9), np.uint8)
-    mat[:, 0] = _DOUBLE_TAG[0]
-    mat[:, 1:] = np.nan_to_num(vals).astype("<f8").view(np.uint8).reshape(-1, 8)
-    raw = mat.tobytes()
-    return [b"" if null[i] else raw[9 * i:9 * i + 9] for i in range(len(vals))]
-
-
 def _double_block(rows: pl.DataFrame, names: list[str]) -> list[list[bytes]]:
-    """:func:`_double_values` of every column in ``names`` at once (one numpy encode for the block)."""
+    """Per column in ``names``, the serialized ``Value(double_val=x)`` per row; ``b""`` (an unset
+    Value) for null or NaN. One numpy encode for the whole block."""
     n, k = rows.height, len(names)
     if not k:
         return []
