@@ -9,6 +9,7 @@ back, and leave stores equal to a batch ingest + build + materialize of the same
 from __future__ import annotations
 
 import os
+import secrets
 import threading
 
 import numpy as np
@@ -46,7 +47,7 @@ def servers(tmp_path, monkeypatch):
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(msg + " (CI=true: services are required)")
         pytest.skip(msg)
-    with PostgresServer() as pg, RedisServer(password="restart-test-pw") as redis:
+    with PostgresServer() as pg, RedisServer(password=secrets.token_urlsafe(16)) as redis:
         pg.start()
         redis.start()
         monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
