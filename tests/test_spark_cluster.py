@@ -77,8 +77,8 @@ def test_cluster_build_and_training_set_equal_the_references(cluster_env):
     pd.testing.assert_frame_equal(got, local_ts(edf, "mt5_v1", profile="local", progress=False), check_exact=True)
 
 
-def test_worker_killed_mid_build_retries_or_fails_cleanly(cluster_env, tmp_path):
-    from mt5lab.spark.build import spark_build
+def test_worker_killed_mid_build_retries_or_fails_cleanly(cluster_env, tmp_path, monkeypatch):
+    import mt5lab.spark.build as build
     from mt5lab.spark.dataset import SparkDatasetStore, current, dataset_root
 
     spark, cluster = cluster_env["spark"], cluster_env["cluster"]
@@ -87,25 +87,45 @@ def test_worker_killed_mid_build_retries_or_fails_cleanly(cluster_env, tmp_path)
     with store.lock():
         store.write_bars(bars)
     outcome: dict = {}
+    gate, marks = tmp_path / "gate", tmp_path / "running"
+    marks.mkdir()
+    real = build.group_features
+
+    def gated(timeframe, created):  # the real group function, held at a gate once it runs on an executor
+        inner, gate_s, marks_s = real(timeframe, created), str(gate), str(marks)
+
+        def run(table):
+            import os
+            import time as t
+
+            open(os.path.join(marks_s, str(os.getpid())), "w").close()
+            while not os.path.exists(gate_s):
+                t.sleep(0.05)
+            return inner(table)
+
+        return run
+
+    monkeypatch.setattr(build, "group_features", gated)
+    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"  # keep the 4 shuffle partitions apart
+    spark.conf.set(coalesce, "false")
 
     def run():
         try:
-            outcome["result"] = spark_build(store, ["D1"], spark=spark)
+            outcome["result"] = build.spark_build(store, ["D1"], spark=spark)
         except StoreError as exc:
             outcome["error"] = str(exc)
 
-    tracker = spark.sparkContext.statusTracker()
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # wait for tasks running on the executors
-        infos = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
-        if any(i is not None and i.numActiveTasks > 0 for i in infos):
-            break
+    # two tasks held at the gate at once: each executor has one core, so both executors are mid-task
+    while len(list(marks.iterdir())) < 2 and worker.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert worker.is_alive(), "the build finished before a worker could be killed"
+    assert worker.is_alive() and len(list(marks.iterdir())) >= 2, (outcome, cluster.logs())
     cluster.kill_worker(0)
+    gate.touch()  # the surviving executor's tasks, and any retried ones, run to the end
     worker.join(900)
+    spark.conf.unset(coalesce)
     assert not worker.is_alive()
     print(f"worker 0 killed mid-build: {outcome.get('error') or 'retried, committed'}")  # shown by -rP
     names = sorted(p.name for p in dataset_root(store.root, "D1").iterdir()) if dataset_root(
