@@ -183,8 +183,10 @@ def test_feature_reads_columns_ranges_and_latest(store):
 
 def test_a_failed_ingest_stores_nothing(store):
     good = bars(["A"], 20)
+    t0 = store.write_token("D1")
     store.write_bars(good)
-    before = store.counts()
+    before, token = store.counts(), store.write_token("D1")
+    assert token == t0 + 1 and store.write_token("H1") == 0
     # D1 is written first (timeframes go in sorted order), then H1 fails: D1 must be rolled back too.
     bad = pl.concat([bars(["B"], 20, "D1"),
                      bars(["C"], 5, "H1").with_columns(pl.lit(None, pl.Float64).alias("close"))])
@@ -196,6 +198,7 @@ def test_a_failed_ingest_stores_nothing(store):
     with pytest.raises(StoreError, match="bars D1: duplicate key symbol=A, time=2021-01-04"):
         store.write_bars(dup)
     assert store.counts() == before
+    assert store.write_token("D1") == token  # the rolled-back writes did not move the token
 
 
 def test_wrong_database_is_a_clear_store_error(db):
@@ -216,6 +219,12 @@ def test_lock_is_reentrant_and_exclusive(store):
             got = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, LOCK_WRITER)).fetchone()[0]
             return not got
 
+    def backend() -> int:
+        from mt5lab.storage import pg_lock
+
+        (conn,) = [c for k, c in pg_lock._IDLE.items() if k[-2] == LOCK_WRITER and k[:3] == store._server]
+        return conn.info.backend_pid
+
     assert not held_elsewhere()
     with store.lock():
         assert held_elsewhere()
@@ -223,6 +232,14 @@ def test_lock_is_reentrant_and_exclusive(store):
             assert held_elsewhere()
         assert held_elsewhere()
     assert not held_elsewhere()
+    kept = backend()  # the unlocked session is kept for the next taker, not a new backend per lock
+    with store.lock():
+        assert held_elsewhere()
+    assert not held_elsewhere() and backend() == kept
+    store.connect().execute("SELECT pg_terminate_backend(%s)", (kept,))  # the server drops it
+    with store.lock():  # replaced by a new session, transparently
+        assert held_elsewhere()
+    assert not held_elsewhere() and backend() != kept
 
 
 def test_feast_source_points_at_the_features_table(store):

@@ -236,6 +236,9 @@ def test_warm_tails_write_exactly_the_store_paths_rows(tmp_path):
     hits = tails.hits
     both(rows(W + 20))
     assert tails.hits == hits + 2  # back on the tails after all of that
+    verified = tails.verified  # own writes only: the write token vouches, nothing is read back
+    both(rows(W + 21 - 1))  # (a re-send)
+    assert tails.verified == verified and tails.token == warm.write_token("D1")
     # Another writer revises an old bar of both stores: the tails must see it and take the store path.
     other_writer = other[[W + 15]].with_columns(pl.col("real_volume") + 1000, pl.col("close") * 0.999,
                                                 pl.col("low") * 0.999)
@@ -244,6 +247,7 @@ def test_warm_tails_write_exactly_the_store_paths_rows(tmp_path):
     hits = tails.hits
     both(rows(W + 21))
     assert tails.hits == hits + 1  # GOOG from its tail, GOOGX from the store
+    assert tails.verified == verified + 1  # the other writer moved the token: the store was read back
     for i in range(W + 22, W + 26):
         both(rows(i))
     got, want = (s.read_features("D1").drop("created_timestamp").sort("symbol", "time") for s in (warm, cold))

@@ -109,6 +109,8 @@ class Tails:
         self._pending: dict[str, tuple[pl.DataFrame, int, bool]] = {}  # symbol -> (rows before t*, offset, complete)
         self._rows: pl.DataFrame | None = None  # the new feature rows of the pending symbols
         self.hits = 0  # windows planned from a tail (no history read), since creation
+        self.token = None  # the store's write token right after this writer's last committed write
+        self.verified = 0  # verify() calls that read the store back (the token had moved)
 
     def __contains__(self, symbol: str) -> bool:
         return symbol in self._by
@@ -118,16 +120,28 @@ class Tails:
 
     def forget(self, symbols=None) -> None:
         """Drop the tails of ``symbols`` (default all) and anything pending."""
+        if symbols is None or symbols:  # a failed or foreign write: read the store back next time
+            self.token = None
         for s in (list(self._by) if symbols is None else symbols):
             self._by.pop(s, None)
         self._pending, self._rows = {}, None
 
     def verify(self, store, symbols: list[str]) -> None:
         """Keep only the tails the store agrees with: from each tail's newest bar on, the store holds
-        exactly that bar, and its feature row has the tail's ``obv``, ``ad`` and ``created_timestamp``."""
-        cached = [s for s in symbols if s in self._by]
+        exactly that bar, and its feature row has the tail's ``obv``, ``ad`` and ``created_timestamp``.
+
+        When the store's write token (:meth:`mt5lab.storage.base.OfflineStore.write_token`) is the one
+        seen right after this writer's own last write, nobody wrote since and nothing is read. Else
+        every cached tail is checked (not only ``symbols``'), so the next matching token vouches for
+        all of them. Call it under the store's writer lock."""
+        token = getattr(store, "write_token", lambda _tf: None)(self.tf)
+        if token is not None and token == self.token:
+            return
+        self.token = None
+        cached = list(self._by)
         if not cached:
             return
+        self.verified += 1
         want = pl.DataFrame([(*self._by[s].last, self._by[s].created) for s in cached], schema=_CHECKED,
                             orient="row")
         start = want["time"].min()
@@ -205,14 +219,18 @@ class Tails:
         """The feature rows about to be written (from each changed symbol's ``t*`` on)."""
         self._rows = rows
 
-    def commit(self) -> None:
-        """The writes succeeded: move every pending tail forward by its new rows."""
+    def commit(self, token=None) -> None:
+        """The writes succeeded: move every pending tail forward by its new rows. ``token``: the
+        store's write token read after those writes, under the same lock hold."""
         pending, rows = self._pending, self._rows
         self._pending, self._rows = {}, None
-        if not pending:
-            return
         if rows is None or rows.height == 0:
-            self.forget(list(pending))
+            for s in pending:
+                self._by.pop(s, None)
+            self.token = token
+            return
+        self.token = token
+        if not pending:
             return
         new = rows.filter(pl.col("symbol").is_in(list(pending))).select(
             "symbol", pl.lit(self.tf, pl.String).alias("timeframe"), *_BARS[2:], "obv", "ad").sort("symbol", "time")

@@ -176,15 +176,15 @@ class Follower:
 
     def _update(self, fetched: dict[str, pl.DataFrame], now: datetime) -> bool:
         try:
-            update(pl.concat(list(fetched.values())), profile=self.prof, timeframe=self.tf, now=now,
-                   store=self.store, server_tz=self.grid, calendar=self.calendar,
-                   source=f"{self.tf}:{','.join(fetched)}", tails=self.tails)
+            res = update(pl.concat(list(fetched.values())), profile=self.prof, timeframe=self.tf, now=now,
+                         store=self.store, server_tz=self.grid, calendar=self.calendar,
+                         source=f"{self.tf}:{','.join(fetched)}", tails=self.tails)
         except Exception as exc:
             if len(fetched) == 1:
                 (s,) = fetched
                 self.failures.fail(s, "update", exc, now)
             return False
-        done = _time.time()
+        done = res.online_at or _time.time()  # latency ends at the online write
         for s, bars in fetched.items():
             newest = bars["time"].max()
             fresh = bars.height if s not in self.resend else int((bars["time"] > self.last[s]).sum())

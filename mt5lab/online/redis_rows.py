@@ -68,6 +68,7 @@ class RedisRows:
             name = _versioned_fv_name(fv, cfg)
             self.layout.append((f"_ts:{name}".encode(), [(f, _mmh3(f"{name}:{f}")) for f in feats]))
         self.fields = [f for ts, feats in self.layout for f in (ts, *(k for _, k in feats))]
+        self._field_resp: list[bytes] | None = None  # each field name as a RESP bulk string
 
     def encode(self, rows: pl.DataFrame) -> tuple[list[bytes], list[list[bytes]]]:
         """Redis keys and, per row, the field values in :attr:`fields` order."""
@@ -98,6 +99,53 @@ class RedisRows:
         return np.array([old != new for old, new in zip(stored, values, strict=True)], dtype=bool)
 
     def write(self, keys: list[bytes], values: list[list[bytes]]) -> int:
+        """One ``HSET key field value ...`` per key (and ``EXPIRE`` when the store has a
+        ``key_ttl_seconds``), sent as one buffer of RESP commands on one pooled connection of
+        Feast's client, with the replies read back: one round trip. The field names' RESP is built
+        once; a connection error retries once on a new connection (the writes are idempotent)."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if not keys:
+            return 0
+        if not hasattr(self.client, "connection_pool"):  # a cluster client: its own pipeline routes keys
+            return self._write_pipeline(keys, values)
+        if self._field_resp is None:
+            self._field_resp = [b"$%d\r\n%b\r\n" % (len(f), f) for f in self.fields]
+        ttl = self.config.key_ttl_seconds
+        head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(self.fields))
+        parts: list[bytes] = []
+        for k, vals in zip(keys, values, strict=True):
+            parts.append(head)
+            parts.append(b"$%d\r\n%b\r\n" % (len(k), k))
+            for f, v in zip(self._field_resp, vals, strict=True):
+                parts.append(f)
+                parts.append(b"$%d\r\n%b\r\n" % (len(v), v))
+            if ttl:
+                t = str(int(ttl)).encode()
+                parts.append(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(k), k, len(t), t))
+        buf, replies = b"".join(parts), len(keys) * (2 if ttl else 1)
+        pool = self.client.connection_pool
+        for attempt in (1, 2):
+            conn = pool.get_connection()
+            try:
+                conn.send_packed_command([buf])
+                for _ in range(replies):
+                    conn.read_response()  # raises a command's error (after which the connection is dropped)
+            except (RedisConnectionError, RedisTimeoutError):
+                conn.disconnect()
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+            return len(keys)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_pipeline(self, keys: list[bytes], values: list[list[bytes]]) -> int:
         ttl = self.config.key_ttl_seconds
         with self.client.pipeline(transaction=False) as pipe:
             for k, vals in zip(keys, values, strict=True):

@@ -8,8 +8,14 @@ last W stored bars, and bars, features and each symbol's newest online row writt
    (:func:`mt5lab.features.incremental.incremental_rows`: ``t*``, window, carried obv/ad). A
    long-running writer passes its warm state (``tails``): a bar appended after a symbol's tail is
    then computed from memory, with no history read.
-3. Write bars, then feature rows (upserts; unchanged rows keep their ``created_timestamp``), then
-   each symbol's newest row to the online store.
+3. Write each symbol's newest row to the online store, then bars, then feature rows offline
+   (upserts; unchanged rows keep their ``created_timestamp``). Online first is Feast's own order
+   (``FeatureStore.push`` with ``PushMode.ONLINE_AND_OFFLINE``): a closed bar reaches ``serve`` and
+   ``predict`` without waiting for the offline transaction. If the offline write then fails, the call
+   raises and the online row is ahead of the offline store until the same bars are sent again
+   (``mt5lab follow`` retries them; re-running ``mt5lab update FILE`` converges): the rows are
+   recomputed from the offline history and both stores rewritten. Bad input never gets this far:
+   validation (1.) runs before any write.
 
 Revision policy: **recompute from there.** A bar older than the newest stored one (late,
 out of order) or different from the stored bar at its time (a broker correction) is accepted;
@@ -21,6 +27,7 @@ Look-ahead: a row's features use its bar and earlier bars only; forming bars are
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -48,6 +55,7 @@ class UpdateResult:
     recomputed_from: dict[str, datetime] = field(default_factory=dict)  # per changed symbol: t*
     online_symbols: int = 0
     report: object = None  # mt5lab.bars.validate.ValidationReport
+    online_at: float | None = None  # Unix time (s) the online write finished; None: no online write
 
     def summary(self) -> str:
         return (f"{self.timeframe}: {self.rows} bars ({self.bars.inserted} new, {self.bars.updated} "
@@ -70,7 +78,7 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
            calendar: str | None = None, now: datetime | None = None, online: bool = True,
            store=None, server_tz: str | None = None, tails: Tails | None = None) -> UpdateResult:
     """Ingest ``new_bars`` incrementally: validate, compute their features from the stored history,
-    write bars and features offline and each symbol's newest row online, under one lock.
+    write each symbol's newest row online, then bars and features offline, under one lock.
 
     Args:
         new_bars: polars or pandas frame of canonical bars (one timeframe). ``time`` tz-aware, or
@@ -113,16 +121,19 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     try:
         with store.lock():
             rows, starts = incremental_rows(store, tf, frame, tails)
+            n_online, online_at = 0, None
+            if tables is not None:
+                n_online = _write_online(store, tables, tf, symbols, rows, starts)
+                online_at = time.time()
             bars_res = store.write_bars(frame)
             feat_res = store.write_features(tf, rows) if rows.height else WriteResult(0, 0, 0)
             if tails is not None:
-                tails.commit()
-            n_online = _write_online(store, tables, tf, symbols, rows, starts) if tables is not None else 0
+                tails.commit(store.write_token(tf))
     except BaseException:
         if tails is not None:
             tails.forget(symbols)
         raise
-    return UpdateResult(tf, frame.height, bars_res, feat_res, starts, n_online, report)
+    return UpdateResult(tf, frame.height, bars_res, feat_res, starts, n_online, report, online_at)
 
 
 def _write_online(store, tables, tf: str, symbols: list[str], rows: pl.DataFrame, starts: dict) -> int:

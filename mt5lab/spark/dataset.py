@@ -118,6 +118,11 @@ class SparkDatasetStore(LocalStore):
     def _features(self, timeframe: str) -> pl.LazyFrame | None:
         return scan(self.root, timeframe)
 
+    def write_token(self, timeframe: str) -> tuple:
+        """The bars file's token (see LocalStore) and the committed version's name (new per write)."""
+        version = current(self.root, timeframe)
+        return super().write_token(timeframe)[0], version.name if version is not None else None
+
     def write_features(self, timeframe, features: pl.DataFrame) -> WriteResult:
         schema = feature_schema()
         lf = self._features(timeframe)

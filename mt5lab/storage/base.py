@@ -93,6 +93,14 @@ class OfflineStore(abc.ABC):
     def latest_features(self, timeframe: str, symbols: list[str] | None = None) -> pl.DataFrame:
         """The newest feature row per symbol (by ``event_timestamp``)."""
 
+    def write_token(self, timeframe: str) -> object | None:
+        """A value that changes whenever bars or features of ``timeframe`` change through this API,
+        by any process (a write that changes nothing may leave it); None when the store cannot tell. A long-running writer holding the lock
+        compares it with the token it saw after its own last write to know that nobody else wrote in
+        between (:class:`mt5lab.features.incremental.Tails`). Writes that bypass mt5lab (hand-made
+        SQL, files copied in) are not seen: restart such a writer after one."""
+        return None
+
     @abc.abstractmethod
     def timeframes(self) -> list[str]:
         """Timeframes that hold bars."""

@@ -138,6 +138,18 @@ class LocalStore(OfflineStore):
         return lf.sort(["symbol", "time"]).collect()
 
     # -- features ------------------------------------------------------------------------------
+    def write_token(self, timeframe: str) -> tuple:
+        """Inode, size and mtime (ns) of the bars and features files: every write replaces the file
+        (``os.replace``), so a new inode at least."""
+        out = []
+        for path in (self.bars_path(timeframe), self.features_path(timeframe)):
+            try:
+                st = path.stat()
+                out.append((st.st_ino, st.st_size, st.st_mtime_ns))
+            except FileNotFoundError:
+                out.append(None)
+        return tuple(out)
+
     def write_features(self, timeframe, features: pl.DataFrame) -> WriteResult:
         path = self.features_path(timeframe)
         schema = feature_schema()

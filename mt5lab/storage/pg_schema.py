@@ -4,6 +4,8 @@ Layout (one table per timeframe, so each gets its own TimescaleDB chunk interval
 table names come from the catalog's timeframe list, never from user input):
 
 - ``market_data.ohlcv_<tf>``: bars; primary key ``(symbol, time)``; BRIN on ``time``.
+- ``market_data.write_generation``: per timeframe a counter that every write changing its bars
+  or features through mt5lab raises, in the write's own transaction (``PostgresStore.write_token``).
 - ``features.<tf>``: ``symbol, time, event_timestamp, created_timestamp`` and the catalog's 42
   features (float8 / int8 as the catalog says); primary key ``(symbol, time)``; B-tree on
   ``event_timestamp`` (Feast's point-in-time and materialization scans filter on it).
@@ -48,6 +50,16 @@ _PG_TYPE = {"Float64": "float8", "Int64": "int8"}
 # Chunk sizes aim at a few thousand bars per symbol and chunk.
 CHUNK_INTERVAL = {"M1": "3 days", "M5": "14 days", "M15": "30 days", "M30": "60 days",
                   "H1": "120 days", "H4": "1 year", "D1": "5 years", "W1": "25 years"}
+
+
+WRITE_GENERATION = sql.Identifier(BARS_SCHEMA, "write_generation")
+
+
+def bump_generation(cur, timeframe: str) -> None:
+    """Raise ``timeframe``'s write generation, inside the caller's write transaction."""
+    cur.execute(sql.SQL("INSERT INTO {} AS g (timeframe, generation) VALUES (%s, 1) ON CONFLICT (timeframe) "
+                        "DO UPDATE SET generation = g.generation + 1").format(WRITE_GENERATION),
+                (check_timeframe(timeframe),))
 
 
 def bars_table(timeframe: str) -> sql.Identifier:
@@ -107,6 +119,8 @@ def migrate(conn: psycopg.Connection) -> Migration:
         for schema in (BARS_SCHEMA, FEATURES_SCHEMA):
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         timescale = _try_timescale(conn)
+        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} (timeframe text PRIMARY KEY, generation int8 NOT NULL)")
+                    .format(WRITE_GENERATION))
         n = 0
         for tf in TIMEFRAMES:
             for schema, name, cols, idx in (

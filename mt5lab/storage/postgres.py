@@ -32,8 +32,10 @@ from mt5lab.storage.pg_lock import advisory, reentrant
 from mt5lab.storage.pg_schema import (
     LOCK_REGISTRY,
     LOCK_WRITER,
+    WRITE_GENERATION,
     Migration,
     bars_table,
+    bump_generation,
     features_table,
     features_table_name,
     migrate,
@@ -167,6 +169,8 @@ class PostgresStore(OfflineStore):
             for (tf,), part in sorted(bars.partition_by("timeframe", as_dict=True).items()):
                 frame = sorted_unique(part.drop("timeframe"), f"bars {tf}")
                 r = write_table(cur, bars_table(tf), frame)
+                if r.changed:
+                    bump_generation(cur, tf)
                 total += r
         return total
 
@@ -178,6 +182,8 @@ class PostgresStore(OfflineStore):
         with self._write() as cur:
             for batch in batches:
                 total += write_table(cur, bars_table(tf), sorted_unique(batch.drop("timeframe"), f"bars {tf}"))
+            if total.changed:
+                bump_generation(cur, tf)
         return total
 
     def write_features(self, timeframe: str, features: pl.DataFrame) -> WriteResult:
@@ -193,7 +199,19 @@ class PostgresStore(OfflineStore):
             raise StoreError(f"features {tf}: symbol={row['symbol']}, time={row['time']}: event_timestamp "
                              f"{row['event_timestamp']} is not time + {tf} (the bar's close); nothing stored")
         with self._write() as cur:
-            return write_table(cur, features_table(tf), frame, keep="created_timestamp")
+            res = write_table(cur, features_table(tf), frame, keep="created_timestamp")
+            if res.changed:
+                bump_generation(cur, tf)
+            return res
+
+    def write_token(self, timeframe: str) -> int:
+        """``timeframe``'s write generation (``market_data.write_generation``; 0 before any write)."""
+        try:
+            row = self._db.execute(sql.SQL("SELECT generation FROM {} WHERE timeframe = %s").format(
+                WRITE_GENERATION), (check_timeframe(timeframe),)).fetchone()
+        except psycopg.Error as exc:
+            raise StoreError(f"{self.where}: read failed: {_reason(exc)}") from None
+        return 0 if row is None else int(row[0])
 
     # -- reads -------------------------------------------------------------------------------
     def _read(self, table, schema: dict, tcol: str, symbols, start, end, end_inclusive: bool,
