@@ -68,18 +68,51 @@ def batch_reference(replay_file, data_dir) -> dict:
     apply(None, "H1")
     materialize(store, None, "H1", full=True, progress=False)
     ref = {"features": store.read_features("H1").sort("symbol", "time"),
-           "bars": store.read_bars("H1").sort("symbol", "time"), "online": _online()}
+           "bars": store.read_bars("H1").sort("symbol", "time"), "online": _online(), "dir": data_dir}
     reset_caches()
     mp.undo()
     return ref
 
 
+def _now() -> datetime:
+    """Read time: an hour after the last bar's close (fresh on the H1 ttl)."""
+    return _bars()["time"].max() + timedelta(hours=2)
+
+
 def _online():
     from mt5lab.online.reader import OnlineReader
 
-    now = _bars()["time"].max() + timedelta(hours=2)
-    rows = OnlineReader(None, "H1").read(SYMBOLS, now=now, keep_expired=True)
+    rows = OnlineReader(None, "H1").read(SYMBOLS, now=_now(), keep_expired=True)
     return rows
+
+
+@pytest.fixture(scope="module")
+def model(batch, tmp_path_factory):
+    """One small LightGBM model (20 trees), trained once on the batch store's point-in-time training
+    set, and its online predictions on that store: the reference a follow-built store must match."""
+    from mt5lab.model import artifact
+    from mt5lab.model.predict import predict_online
+    from mt5lab.storage import open_store
+    from mt5lab.training.assemble import decision_times, training_set
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MT5LAB_DATA_DIR", str(batch["dir"]))
+    mp.delenv("MT5LAB_PROFILE", raising=False)
+    reset_caches()
+    st = open_store()
+    t = _bars()["time"]
+    keys = decision_times(SYMBOLS, t.min(), t.max() + timedelta(hours=1), "H1", store=st)
+    ts = training_set(keys, "mt5_v1", timeframe="H1", labels=["fwd_return_5"], store=st, progress=False)
+    out = tmp_path_factory.mktemp("model") / "m"
+    saved = artifact.train(ts, "fwd_return_5", timeframe="H1", out=out,
+                           params={"n_estimators": 20, "min_child_samples": 5})
+    # The model must tell bars apart, or equal predictions would prove nothing.
+    assert len(set(saved.predict_frame(ts).round(12))) > 10
+    preds = predict_online(str(out), SYMBOLS, now=_now())
+    reset_caches()
+    mp.undo()
+    assert [p.status for p in preds] == ["ok", "ok"], [p.reason for p in preds]
+    return {"dir": str(out), "predictions": preds}
 
 
 def assert_equals_batch(ref) -> None:
@@ -112,9 +145,10 @@ def local(tmp_path, monkeypatch):
     reset_caches()
 
 
-def test_replay_equals_batch(profile, replay_file, batch):
+def test_replay_equals_batch(profile, replay_file, batch, model):
     import mt5lab
     from mt5lab.feast_repo.store import apply
+    from mt5lab.model.predict import predict_online
 
     apply(None, "H1")
     lines = []
@@ -122,6 +156,13 @@ def test_replay_equals_batch(profile, replay_file, batch):
     assert res.stopped == "end of replay" and res.bars == 2 * N and not res.failing
     assert len(lines) == 2 * N and lines[0].startswith("EURUSD H1 2017-04-19 09:00 UTC written, latency ")
     assert_equals_batch(batch)
+    # predict on the follow-built store: the same model gives exactly the batch store's predictions
+    got = predict_online(model["dir"], SYMBOLS, now=_now())
+    last_close = _bars()["time"].max() + timedelta(hours=1)
+    assert [(p.status, p.decision_time) for p in got] == [("ok", last_close)] * 2, [p.reason for p in got]
+    want = model["predictions"]
+    assert [p.decision_time for p in want] == [last_close] * 2
+    assert [p.prediction for p in got] == [p.prediction for p in want]
     # Restarted on a store that is current: nothing to do, nothing changes.
     again = mt5lab.follow(source=f"replay:{replay_file}", timeframe="H1")
     assert again.bars == 0 and again.cycles == 1

@@ -134,14 +134,33 @@ def _papermill(nb: Path, out: Path, params: dict, data_dir: str | None = None,
     return records, out, "" if proc.returncode == 0 else proc.stderr[-3000:]
 
 
+REPLAY_BARS, REPLAY_WARM, REPLAY_SYMBOLS = 40, 6, ("GBPUSD", "AUDUSD")  # 40 H1 bars: Wed 09:00 to Fri 00:00
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, bad_csv):
+def replay_file(tmp_path_factory) -> Path:
+    """Two symbols no sample has (EURUSD's first REPLAY_BARS H1 bars, rescaled), as a parquet export."""
+    import polars as pl
+
+    from mt5lab.bars.samples import load_sample
+
+    eur = load_sample("EURUSD").head(REPLAY_BARS).drop("timeframe")
+    path = tmp_path_factory.mktemp("input") / "two_h1.parquet"
+    pl.concat([eur.with_columns(pl.lit(s).alias("symbol"), *(pl.col(c) * k for c in ("open", "high", "low", "close")))
+               for s, k in zip(REPLAY_SYMBOLS, (1.17, 0.75), strict=True)]).write_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, bad_csv, replay_file):
     """All executions, started together two at a time; each test waits for its own."""
     base = tmp_path_factory.mktemp("notebooks")
     jobs = {name: (NB_DIR / f"{nb}.ipynb", params) for name, (nb, params) in VARIANTS.items()}
     jobs["01_bad_file"] = (NB_DIR / f"{IDS[0]}.ipynb", {"path": str(bad_csv), "symbol": "EURUSD", "timeframe": "H1",
                                                         "ingest": True})
     jobs["03_eurusd_h1"] = (NB_DIR / f"{IDS[2]}.ipynb", {"symbol": "EURUSD", "timeframe": "H1", "samples": True})
+    jobs["05_replay"] = (NB_DIR / f"{IDS[4]}.ipynb", {"samples": True, "replay": str(replay_file), "replay_speed": 36000,
+                                                      "replay_warm": REPLAY_WARM})
     pool = ThreadPoolExecutor(max_workers=2)
     futures = {"03_user_store": pool.submit(_user_store_run, base / "03_user_store")}
     futures |= {k: pool.submit(_papermill, nb, base / k, params) for k, (nb, params) in jobs.items()}
@@ -340,6 +359,37 @@ def check_05(rec, out, runs):
     for r in rec["weekend"]:
         by_symbol.setdefault(r["symbol"], []).append(r["status"])
     assert by_symbol == {s: ["fresh", "fresh", "fresh", "stale", "expired"] for s in ("GOOG", "EURUSD")}
+    assert "replay" not in rec and not any("replay" in f for f in rec["figures"]), "no replay by default"
+    check_05_replay(rec, runs)
+
+
+def check_05_replay(default, runs):
+    """05 with a file replayed through follow (0.1 s per H1 bar): the snapshots show the store catching
+    up, and at the end every bar of the file is stored and the newest online bar is the file's last."""
+    import polars as pl
+
+    rec, out = _done(runs, "05_replay")
+    _common(rec, out, IDS[4])
+    assert rec["equality"] == default["equality"], "the replay runs after the default sections, which it leaves as they were"
+    r = rec["replay"]
+    times = pl.read_parquet(r["file"])["time"].unique().sort()  # the file's bar opens (both symbols share them)
+    assert times.len() == REPLAY_BARS
+    n, hour = len(REPLAY_SYMBOLS), timedelta(hours=1)
+    assert (r["bars_in_file"], r["bars_written"]) == (n * REPLAY_BARS, n * REPLAY_BARS)
+    assert (r["first_cycle_bars"], r["live_bars"]) == (n * REPLAY_WARM, n * (REPLAY_BARS - REPLAY_WARM))
+    assert r["cycles"] == REPLAY_BARS - REPLAY_WARM + 1 and r["stopped"] == "end of replay" and r["failing"] == []
+    assert r["stored_feature_rows"] == dict.fromkeys(REPLAY_SYMBOLS, REPLAY_BARS)  # read back from the offline store
+    last_close = (times[-1] + hour).isoformat()
+    assert r["newest_online"] == dict.fromkeys(sorted(REPLAY_SYMBOLS), last_close)
+    assert r["online_status"] == r["freshness"] == dict.fromkeys(sorted(REPLAY_SYMBOLS), "fresh")
+    # four snapshots, taken while bars arrived: after the catch-up, evenly spaced, at the file's end
+    assert r["snapshots"] == 4
+    assert r["snapshot_clocks"][0] == (times[REPLAY_WARM - 1] + hour).isoformat() and r["snapshot_clocks"][-1] == last_close
+    assert r["snapshot_clocks"] == sorted(set(r["snapshot_clocks"]))
+    written = r["snapshot_bars_written"]
+    assert written[0] == n * REPLAY_WARM and written[-1] == n * REPLAY_BARS and written == sorted(set(written))
+    assert 0 < r["latency_ms_p50"] <= r["latency_ms_max"]
+    assert [f for f in rec["figures"] if "replay" in f] == ["05_online_serving.D1-H1.replay_progress.png"]
 
 
 def check_06(rec, out, runs):
@@ -395,3 +445,34 @@ def test_notebook_executes_and_records_the_numbers(path, runs):
     rec, out = _done(runs, path.stem)
     _common(rec, out, path.stem)
     CHECKS[path.stem[:2]](rec, out, runs)
+
+
+@pytest.mark.slow
+def test_a_watched_replay_stops_between_bars_on_its_stop_event(replay_file, tmp_path, monkeypatch):
+    """``replay_stop_after``: the follower is stopped by the stop event after that many live bar
+    closes, with everything up to there written and the rest of the file not."""
+    import polars as pl
+
+    from mt5lab import notebook
+    from mt5lab.notebook import live
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))  # start() sets it; restored after
+    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
+    reset_caches()
+    try:
+        nb = notebook.start("05_online_serving", data_dir=str(tmp_path / "data"), out_dir=str(tmp_path))
+        run = live.start(nb, str(replay_file), timeframe="H1", speed=0, stop_after=5, snapshots=4)
+        run.watch()
+        run.record()
+        r = nb.recorder.values["replay"]
+        n = len(REPLAY_SYMBOLS)
+        assert r["stopped"] == "stop" and r["cycles"] == 6 and r["bars_written"] == 6 * n
+        assert r["stored_feature_rows"] == dict.fromkeys(REPLAY_SYMBOLS, 6)  # and no bar after the stop
+        assert (r["first_cycle_bars"], r["live_bars"]) == (n, 5 * n)  # empty store: from the first bar
+        sixth_close = (pl.read_parquet(replay_file)["time"].unique().sort()[5] + timedelta(hours=1)).isoformat()
+        assert set(r["newest_online"].values()) == {sixth_close} and r["snapshot_clocks"][-1] == sixth_close
+        assert nb.store.read_bars("H1").height == 6 * n
+        assert live.start(nb, "").watch() is None and live.start(nb, "").record() is None  # no replay: nothing
+    finally:
+        reset_caches()

@@ -78,17 +78,34 @@ def doubles(raw: list) -> tuple[np.ndarray, np.ndarray]:
     return vals, null
 
 
+_INTS: dict[bytes, int | None] = {}  # serialized Value -> its int (None: unset), bounded below
+
+
 def integers(raw: list) -> tuple[np.ndarray, np.ndarray]:
-    """An int64 column and its null mask from serialized ``Value``\\ s (``None``/``b""``: null)."""
+    """An int64 column and its null mask from serialized ``Value``\\ s (``None``/``b""``: null).
+
+    Each distinct serialized value is parsed once through the ``Value`` proto and remembered (the
+    catalog's int features repeat: pattern codes, volumes of liquid hours), so a basket costs a
+    dict lookup per value."""
     n = len(raw)
     vals = np.zeros(n, np.int64)
     null = np.zeros(n, bool)
+    cache = _INTS
     for i, b in enumerate(raw):
-        v = _python(b) if b else None
+        if not b:
+            null[i] = True
+            continue
+        v = cache.get(b, cache)
+        if v is cache:
+            v = _python(b)
+            v = None if v is None else int(v)
+            if len(cache) >= 100_000:
+                cache.clear()
+            cache[b] = v
         if v is None:
             null[i] = True
         else:
-            vals[i] = int(v)
+            vals[i] = v
     return vals, null
 
 
