@@ -36,7 +36,8 @@ import talib
 from talib import _ta_lib as ta
 
 from mt5lab.bars.schema import to_polars
-from mt5lab.catalog import BY_NAME, FEATURES, Domain, bar_duration
+from mt5lab.catalog import FEATURES, Domain, bar_duration
+from mt5lab.features.undefined import null_undefined, null_warmups
 
 
 def _raw(name: str):
@@ -62,67 +63,12 @@ ROUNDING = 1e-9
 """Largest excursion past a closed domain bound treated as float round-off (and clipped), relative
 to ``max(1, |bound|, width of a bounded domain)``: 1e-7 for [0, 100]. Measured excursions are
 ~1e-13 (STOCH's running sums); a real bug or an invalid bar lands further out and is nulled."""
-_RSI_QUIET = BY_NAME["rsi_14"].warmup
 
 
 def effective_volume(tick_volume: np.ndarray, real_volume: np.ndarray) -> np.ndarray:
     """``real_volume`` where present and > 0, else ``tick_volume`` (FX brokers report 0)."""
     rv = np.nan_to_num(real_volume.astype(np.float64), nan=0.0)
     return np.where(rv > 0, rv, tick_volume.astype(np.float64))
-
-
-def _any_in_window(flag: np.ndarray, n: int) -> np.ndarray:
-    """``True`` at ``i`` where any of ``flag[i-n+1 .. i]`` is (a shorter window at the start)."""
-    cs = np.cumsum(flag, dtype=np.int64)
-    cnt = cs.copy()
-    cnt[n:] -= cs[:-n]
-    return cnt > 0
-
-
-def _undefined(h, lo, c, g: dict[str, np.ndarray], sl: slice, w: dict[str, np.ndarray]) -> None:
-    """Null (in ``w[name][sl]``) the rows of one symbol where a TA-Lib function has a 0/0 that it
-    reports as 0.0 (TA-Lib 0.8). ``g`` holds the row-wise parts, computed for all rows at once by
-    :func:`_rowwise` (``flow``, ``changed``, ``zero_price``); ``h``, ``lo``, ``c`` are the symbol's.
-
-    * ``STOCH(h, l, c, 14, 3, SMA, 3, SMA)``: fast %K = (c - LL) / ((HH - LL) / 100) with HH, LL the
-      highest high and lowest low of 14 bars; TA-Lib writes 0 when ``(HH - LL) / 100 == 0`` (all 14
-      bars at one price). Slow %K averages 3 fast %K, slow %D 3 slow %K (5 fast %K): a mean that
-      contains a 0/0 is itself undefined.
-    * ``MFI(h, l, c, vol, 14)``: 100 * pos / (pos + neg) over the money flows ``tp * vol`` of 14 bars
-      (``tp = (h + l + c) / 3``); a bar has no flow when ``tp`` is unchanged (TA-Lib's tie:
-      ``|tp - tp_prev| <= 1e-14 * (|tp| + |tp_prev|)``) or ``tp * vol == 0``. 14 bars without a flow:
-      0/0, reported as 0.
-    * ``RSI(close, 14)``: 100 * G / (G + L), G and L Wilder averages of gains and losses; 0 when
-      ``G + L == 0`` (no change since the first bar). A change older than the catalog's warm-up of
-      ``rsi_14`` weighs less than the warm-up tolerance (the rule that makes a value depend on the
-      last ``warmup`` bars only), so a close unchanged over the last ``warmup`` changes is 0/0 too:
-      what TA-Lib would then show is the ratio of two remainders of long-gone moves.
-    * ``NATR(h, l, c, 14)`` = 100 * ATR / close and ``ROC(close, 10)`` = 100 * (c / c[-10] - 1):
-      TA-Lib writes 0 for a zero divisor (a zero price: never on valid bars).
-
-    Not nulled, by definition: ``AD``/``ADOSC`` add nothing for a bar with high == low (TA-Lib's
-    rule, kept bit for bit so that ``ad`` carries exactly), and ``CDLDOJI`` calls a frozen bar a doji
-    (body 0 <= 10 % of an average range of 0 is a comparison, not a ratio). The other features' 0/0s
-    (bar shares, ``bb_width_20``, ``log_return_1``, ...) come out as NaN or inf and fall under the
-    non-finite rule.
-    """
-    fast_undef = (_MAX(h, 14) - _MIN(lo, 14)) / 100.0 == 0.0  # NaN (first 13 bars) -> False
-    k_undef = _any_in_window(fast_undef, 3)
-    flow, changed = g["flow"][sl], g["changed"][sl]
-    flow0, changed0 = flow[0], changed[0]
-    flow[0] = changed[0] = False  # no previous bar inside this symbol
-    masks = {"stoch_k": k_undef, "stoch_d": _any_in_window(k_undef, 3),
-             "mfi_14": ~_any_in_window(flow, 14), "rsi_14": ~_any_in_window(changed, _RSI_QUIET)}
-    flow[0], changed[0] = flow0, changed0  # the row-wise arrays are shared: leave them as found
-    zero = g["zero_price"]
-    if zero is not None:  # some close is 0 (invalid bars): NATR and ROC divide by it
-        masks["natr_14"] = zero[sl]
-        roc = np.zeros(len(c), dtype=bool)
-        roc[10:] = zero[sl][:-10]
-        masks["roc_10"] = roc
-    for name, undefined in masks.items():
-        if undefined.any():
-            w[name][sl][undefined] = np.nan
 
 
 def _rowwise(o, h, lo, c, vol) -> dict[str, np.ndarray | None]:
@@ -176,8 +122,9 @@ def _enforce_domain(a: np.ndarray, d: Domain) -> None:
 def _one_symbol(o, h, lo, c, vol, w: dict[str, np.ndarray], sl: slice, g: dict, carry, skip: int) -> None:
     """Fill ``w[name][sl]`` for one symbol (``o`` ... ``vol`` are its slices). ``carry``: (obv, ad,
     close) of the bar before this slice, or None. ``skip``: stored bars before the slice (warm-up is
-    counted from the symbol's true first bar). Writes only ``w[...][sl]``: symbols can run in
-    parallel threads (TA-Lib releases the GIL)."""
+    counted from the symbol's true first bar). Writes only ``w[...][sl]`` and ``g[...][sl]``: symbols
+    can run in parallel threads (TA-Lib releases the GIL). TA-Lib's hidden 0/0s and the warm-ups are
+    nulled afterwards for all symbols at once (:mod:`mt5lab.features.undefined`)."""
     for n in (5, 10, 20, 50, 200):
         w[f"sma_{n}"][sl] = _SMA_F(c, n)
     for n in (12, 26, 50):
@@ -215,11 +162,7 @@ def _one_symbol(o, h, lo, c, vol, w: dict[str, np.ndarray], sl: slice, g: dict, 
     # TA-Lib grades an engulfing whose bodies share an end (open == previous close, common in FX) as
     # +-80; the catalog's domain is -100, 0 or 100, so only the direction is kept.
     w["cdl_engulfing"][sl] = np.sign(_CDLENGULFING(o, h, lo, c)) * 100
-    _undefined(h, lo, c, g, sl, w)
-    length = sl.stop - sl.start
-    for name, warm in _WARMUPS:  # warm-up: null, counted from the symbol's true first bar
-        if warm > skip:
-            w[name][sl.start:sl.start + min(length, warm - skip)] = np.nan
+    g["range14"][sl] = (_MAX(h, 14) - _MIN(lo, 14)) / 100.0  # STOCH's divisor (null_undefined)
 
 
 def _price_action(o, h, lo, c, out, starts) -> None:
@@ -345,7 +288,13 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
                 _one_symbol(o[sl], h[sl], lo[sl], c[sl], vol[sl], out, sl, g, cs, k)
 
     nthreads = compute_threads(n) if threads is None else max(1, int(threads))
+    g["range14"] = np.empty(n)
     _run_parallel(jobs, work, nthreads)
+    lengths = np.asarray(ends, np.int64) - np.asarray(starts, np.int64)
+    first = np.repeat(np.asarray(starts, np.int64), lengths)
+    null_undefined(g, first, out)
+    skips = np.repeat(np.array([j[3] for j in jobs], np.int64), lengths)
+    null_warmups(out, first, skips, _WARMUPS)
 
     def domains(feats):
         for f in feats:
