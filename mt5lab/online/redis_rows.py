@@ -27,6 +27,12 @@ from mt5lab.catalog import BY_NAME
 from mt5lab.online.tables import entity_key
 
 _DOUBLE_TAG = np.frombuffer(b"\x29", np.uint8)
+_BULK_LEN = [b"$%d\r\n" % i for i in range(256)]
+
+
+def _bulk_len(n: int) -> bytes:
+    """RESP's ``$<n>\\r\\n`` bulk-string header (the short ones prebuilt)."""
+    return _BULK_LEN[n] if n < 256 else b"$%d\r\n" % n
 
 
 def _double_block(rows: pl.DataFrame, names: list[str]) -> list[list[bytes]]:
@@ -115,12 +121,11 @@ class RedisRows:
         ttl = self.config.key_ttl_seconds
         head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(self.fields))
         parts: list[bytes] = []
+        add = parts.extend
         for k, vals in zip(keys, values, strict=True):
-            parts.append(head)
-            parts.append(b"$%d\r\n%b\r\n" % (len(k), k))
+            add((head, _bulk_len(len(k)), k, b"\r\n"))
             for f, v in zip(self._field_resp, vals, strict=True):
-                parts.append(f)
-                parts.append(b"$%d\r\n%b\r\n" % (len(v), v))
+                add((f, _bulk_len(len(v)), v, b"\r\n"))
             if ttl:
                 t = str(int(ttl)).encode()
                 parts.append(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(k), k, len(t), t))
