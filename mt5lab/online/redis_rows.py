@@ -47,8 +47,12 @@ def _double_block(rows: pl.DataFrame, names: list[str]) -> list[list[bytes]]:
     mat[:, :, 0] = _DOUBLE_TAG[0]
     mat[:, :, 1:] = np.ascontiguousarray(np.nan_to_num(vals.T), dtype="<f8").view(np.uint8).reshape(k, n, 8)
     raw = mat.tobytes()
-    return [[b"" if null[i, j] else raw[9 * (j * n + i):9 * (j * n + i) + 9] for i in range(n)]
-            for j in range(k)]
+    out = []
+    for j, nulls in enumerate(null.T.tolist()):
+        base = 9 * j * n
+        col = [raw[at:at + 9] for at in range(base, base + 9 * n, 9)]
+        out.append([b"" if z else v for v, z in zip(col, nulls, strict=True)] if any(nulls) else col)
+    return out
 
 
 def _int_values(col: pl.Series) -> list[bytes]:
@@ -75,12 +79,13 @@ class RedisRows:
             self.layout.append((f"_ts:{name}".encode(), [(f, _mmh3(f"{name}:{f}")) for f in feats]))
         self.fields = [f for ts, feats in self.layout for f in (ts, *(k for _, k in feats))]
         self._field_resp: list[bytes] | None = None  # each field name as a RESP bulk string
+        self._keys: dict[str, bytes] = {}
 
     def encode(self, rows: pl.DataFrame) -> tuple[list[bytes], list[list[bytes]]]:
         """Redis keys and, per row, the field values in :attr:`fields` order."""
         from google.protobuf.timestamp_pb2 import Timestamp
 
-        keys = [self._key(entity_key(s)) for s in rows["symbol"].to_list()]
+        keys = [self.key(s) for s in rows["symbol"].to_list()]
         names = list(dict.fromkeys(f for _, feats in self.layout for f, _ in feats))
         doubles = [f for f in names if BY_NAME[f].dtype == "Float64"]
         cols: dict[str, list[bytes]] = dict(zip(doubles, _double_block(rows, doubles), strict=True))
@@ -92,9 +97,17 @@ class RedisRows:
             ts = Timestamp()
             ts.FromDatetime(t)
             stamps.append(ts.SerializeToString())
-        values = [[v for _, feats in self.layout for v in (stamps[i], *(cols[f][i] for f, _ in feats))]
-                  for i in range(rows.height)]
-        return keys, values
+        in_order = [c for _, feats in self.layout for c in (stamps, *(cols[f] for f, _ in feats))]
+        return keys, [list(v) for v in zip(*in_order, strict=True)]
+
+    def key(self, symbol: str) -> bytes:
+        """The Redis key of ``symbol``'s hash (Feast's ``_redis_key``), cached."""
+        k = self._keys.get(symbol)
+        if k is None:
+            if len(self._keys) > 100_000:
+                self._keys.clear()
+            k = self._keys[symbol] = self._key(entity_key(symbol))
+        return k
 
     def differing(self, keys: list[bytes], values: list[list[bytes]]) -> np.ndarray:
         """Per key: does Redis hold anything but exactly these bytes in these fields?"""
