@@ -229,7 +229,8 @@ def compute_threads(rows: int) -> int:
 
 
 def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
-                     history_offset: dict | None = None, threads: int | None = None) -> pl.DataFrame:
+                     history_offset: dict | None = None, threads: int | None = None,
+                     since: dict | None = None) -> pl.DataFrame:
     """Compute the 42 catalog features for ``bars`` (one or many symbols, one timeframe).
 
     Args:
@@ -246,6 +247,9 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
             the caller keeps just those.
         threads: symbols are computed in this many threads (TA-Lib releases the GIL); default
             :func:`compute_threads`. The values do not depend on it (each symbol is one thread's).
+        since: ``{symbol: datetime}``: return only that symbol's rows with ``time >= since`` (the
+            earlier rows are its warm-up: computed, then dropped before the frame is built, which
+            is most of the cost for a live update's short windows). Other symbols: every row.
 
     Returns:
         polars frame: ``symbol``, ``time``, ``event_timestamp`` and the 42 features, one row per
@@ -300,12 +304,24 @@ def compute_features(bars, timeframe: str = "D1", *, carry: dict | None = None,
         for f in feats:
             _enforce_domain(out[f.name], f.domain)
 
-    _run_parallel(_COMPUTED, domains, nthreads, weight=lambda f: 1)
-
     inv = None
-    if order is not None:
+    if since:  # rows kept, in input order; the domain rule is elementwise, so it can run after
+        grouped = np.arange(n) if order is None else order
+        t = df["time"].dt.cast_time_unit("us").to_physical().to_numpy()[grouped]
+        cut = pl.Series([since.get(name) for name in names], dtype=pl.Datetime("us", "UTC"))
+        cut = np.repeat(cut.to_physical().fill_null(np.iinfo(np.int64).min).to_numpy(), lengths)
+        keep = t >= cut
+        idx = grouped[keep]
+        inv = np.argsort(idx, kind="stable")
+        out = {name: a[keep] for name, a in out.items()}
+        df = df[idx[inv]]
+        if df.height == 0:
+            return _empty(df)
+    elif order is not None:
         inv = np.empty(n, dtype=np.int64)
         inv[order] = np.arange(n)
+    _run_parallel(_COMPUTED, domains, nthreads, weight=lambda f: 1)
+
     feats = pl.DataFrame({f.name: out[f.name] if inv is None else out[f.name][inv] for f in _COMPUTED})
     feats = feats.select(pl.col(f.name).fill_nan(None).cast(pl.Int64 if f.dtype == "Int64" else pl.Float64)
                          for f in _COMPUTED)

@@ -303,10 +303,8 @@ def incremental_rows(store, tf: str, frame: pl.DataFrame,
     if not plans:
         return pl.DataFrame(), {}
     out = compute_features(pl.concat(windows), tf, carry={s: p[2] for s, p in plans.items() if p[2]},
-                           history_offset={s: p[3] for s, p in plans.items()})
-    starts = pl.DataFrame({"symbol": list(plans), "t_star": [p[0] for p in plans.values()]},
-                          schema={"symbol": pl.String, "t_star": pl.Datetime("us", "UTC")})
-    out = out.join(starts, on="symbol", maintain_order="left").filter(pl.col("time") >= pl.col("t_star")).drop("t_star")
+                           history_offset={s: p[3] for s, p in plans.items()},
+                           since={s: p[0] for s, p in plans.items()})  # each symbol's rows from t* on
     out = out.insert_column(3, pl.lit(now_utc(), pl.Datetime("us", "UTC")).alias("created_timestamp"))
     if tails is not None:
         tails.stage_rows(out)
