@@ -162,7 +162,9 @@ class Tails:
 
     def load(self, store, symbols: list[str], since: datetime) -> None:
         """Fill the tails of ``symbols`` from the store (a follower's start), reading as the store
-        path does (``since``: about where the symbols' stored bars end)."""
+        path does (``since``: about where the symbols' stored bars end). The store's write token is
+        read first: if it has not moved by the first :meth:`verify`, nothing is read back then."""
+        token = getattr(store, "write_token", lambda _tf: None)(self.tf)
         todo, full = list(symbols), False
         while todo:
             bars, feats = _history(store, self.tf, todo, since, full)
@@ -171,6 +173,7 @@ class Tails:
             for s in todo:
                 self.stage(s, None, bars_by.get((s,), bars.clear()), feats_by.get((s,), feats.clear()), full)
             todo, full = ([] if full else [s for s in todo if s not in self._by]), True
+        self.token = token
 
     def drop_resent(self, frame: pl.DataFrame) -> pl.DataFrame:
         """``frame`` without the rows equal to their symbol's tail's newest bar (a re-sent bar, as a
