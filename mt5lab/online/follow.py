@@ -30,6 +30,7 @@ between bars.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -211,6 +212,17 @@ class Follower:
         return min([at, *due])
 
     def run(self, once: bool = False) -> FollowResult:
+        # Everything built at start (Feast, pandas, the tails) leaves the cyclic GC's reach while the
+        # loop runs (gc.freeze, as servers do after warm-up): a full collection then scans only what
+        # the loop allocates, a few ms instead of 25-140 ms landing inside some bar's latency.
+        gc.collect()
+        gc.freeze()
+        try:
+            return self._loop(once)
+        finally:
+            gc.unfreeze()
+
+    def _loop(self, once: bool) -> FollowResult:
         while True:
             self.cycle()
             if once:
