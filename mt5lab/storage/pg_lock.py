@@ -13,6 +13,7 @@ an idle timeout) is replaced once, transparently.
 
 from __future__ import annotations
 
+import atexit
 import os
 import threading
 from collections.abc import Callable
@@ -25,6 +26,16 @@ from mt5lab.storage.pg_schema import LOCK_CLASS
 _HELD: dict[tuple, int] = {}  # (server, thread) -> depth held by this process
 _IDLE: dict[tuple, psycopg.Connection] = {}  # (server, objid, pid) -> a kept, unlocked connection
 _GUARD = threading.Lock()
+
+
+@atexit.register
+def close_idle() -> None:
+    """Close every kept lock session (registered to run at exit)."""
+    with _GUARD:
+        conns = list(_IDLE.values())
+        _IDLE.clear()
+    for conn in conns:
+        conn.close()
 
 
 def _take(key: tuple | None) -> psycopg.Connection | None:
