@@ -16,6 +16,7 @@ run through Feast's own route. ``--feast-handler`` keeps Feast's handler alone.
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import logging
 
@@ -45,6 +46,15 @@ def _fresh_connections(fs) -> None:
         engine = getattr(registry, name, None)
         if engine is not None:
             engine.dispose(close=False)
+
+
+def _after_fork(fs) -> None:
+    """A new worker: its own registry connections, and the inherited heap (Feast, pandas, the app)
+    frozen out of the cyclic GC (``gc.freeze``), so a full collection scans only what requests
+    allocate: a few ms instead of tens of ms landing on some request's p99."""
+    _fresh_connections(fs)
+    gc.collect()
+    gc.freeze()
 
 
 def serve(profile=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
@@ -92,7 +102,7 @@ def serve(profile=None, *, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
     class Application(feature_server.FeastServeApplication):
         def load_config(self):
             super().load_config()
-            self.cfg.set("post_fork", lambda server, worker: _fresh_connections(fs))
+            self.cfg.set("post_fork", lambda server, worker: _after_fork(fs))
 
         def load(self):
             app = super().load()
