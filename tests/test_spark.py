@@ -9,8 +9,10 @@ they fail.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -176,12 +178,45 @@ def test_spark_entity_sets_and_outputs(env):
     sdf.createOrReplaceTempView("mt5lab_decisions")
     out = env["root"].parent / "train_spark"
     args = ["training-set", "--engine", "spark", "--entities", "mt5lab_decisions", "--full-feature-names",
-            "--out", str(out)] + [a for r in refs for a in ("--features", r)]
+            "--out", str(out), "--label", "fwd_return_5"] + [a for r in refs for a in ("--features", r)]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     written = pl.read_parquet(out / "*.parquet").sort("row_id")
     assert written.select(got.columns).equals(got)
+    assert written["fwd_return_5"].null_count() < written.height  # the CLI's --label reaches Spark
+    assert json.loads(Path(f"{out}.manifest.json").read_text())["labels"] == ["fwd_return_5"]
     assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no temporary left
+
+
+def test_spark_training_set_file_labels_and_manifest_equal_local(env, tmp_path):
+    """`training-set --engine spark` (commands.training_set) with labels: the same rows, labels and
+    manifest as the local verb's save_training_set (content hash: Spark's order-independent one)."""
+    import json
+
+    from mt5lab.spark import commands
+    from mt5lab.training.assemble import training_set as local_ts
+    from mt5lab.training.manifest import manifest_path, save_training_set
+
+    labels = ["fwd_return_5", "fwd_direction_3"]
+    edf = random_entities(env["bars"], 33, n=80)  # ttl edges, unknown symbols, duplicates, end of data
+    ours = local_ts(edf, "mt5_v1", labels=labels, profile="local", to="polars", progress=False)
+    ours = ours.with_columns(pl.col("event_timestamp").dt.cast_time_unit("us"))  # Spark holds microseconds
+    local_man = save_training_set(ours, tmp_path / "local.parquet", features="mt5_v1", timeframe="D1",
+                                  labels=labels)
+    ents = tmp_path / "entities.parquet"
+    pl.from_pandas(edf).with_columns(pl.col("event_timestamp").dt.cast_time_unit("us")).write_parquet(ents)
+    out, lines = tmp_path / "train_spark", []
+    man = commands.training_set(str(ents), "D1", (), False, str(out), None, lines.append, labels=labels)
+    written = pl.read_parquet(out / "*.parquet").sort("row_id")
+    assert written.select(ours.columns).equals(ours)  # features and labels, null for null
+    assert ours["fwd_return_5"].null_count() > 0 and ours["fwd_direction_3"].is_not_null().any()
+    assert json.loads(manifest_path(out).read_text()) == man
+    for key in set(local_man) - {"content_hash", "columns"}:
+        assert man[key] == local_man[key], key
+    assert {c["name"]: c["dtype"] for c in man["columns"]} == {c["name"]: c["dtype"] for c in local_man["columns"]}
+    assert man["engine"] == "spark" and man["content_hash"].startswith(f"xxhash64-sum:{len(edf)}:")
+    assert lines == [f"{out}: {len(edf)} rows, 42 features, 2 labels, {local_man['rows']['all_features_null']} "
+                     f"rows without features; {man['content_hash']} (written by Spark)"]
 
 
 def test_bad_entity_sets_are_one_line_errors(env):

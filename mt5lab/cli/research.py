@@ -33,10 +33,10 @@ def training_set(entities, symbols, start, end, timeframe, every, features, labe
     if engine.lower() == "spark":  # Feast's SparkOfflineStore; --entities: Parquet path or table name
         from mt5lab.spark import commands
 
-        if symbols or labels or saved_dataset:
-            raise click.UsageError("--engine spark takes --entities (no --symbols, --label, --saved-dataset)")
+        if symbols or saved_dataset:
+            raise click.UsageError("--engine spark takes --entities (no --symbols, --saved-dataset)")
         return commands.training_set(entities, timeframe.upper(), features, full_feature_names, out, profile,
-                                     click.echo)
+                                     click.echo, labels=labels)
 
     man = run(entities=entities, symbols=symbols, start=start, end=end, timeframe=timeframe.upper(),
               every=every, features=features, labels=labels, out=out, full_feature_names=full_feature_names,

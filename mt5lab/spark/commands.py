@@ -60,8 +60,12 @@ def write_parquet(sdf, out: str | Path) -> Path:
 
 
 def training_set(entities: str | None, timeframe: str, features, full_feature_names: bool, out: str,
-                 profile, echo) -> None:
-    """``--entities`` (a Parquet path Spark reads, or a table name) -> Parquet directory ``out``."""
+                 profile, echo, labels=()) -> dict:
+    """``--entities`` (a Parquet path Spark reads, or a table name) -> Parquet directory ``out`` plus
+    ``<out>.manifest.json`` (:mod:`mt5lab.spark.manifest`); ``labels`` as the local verb's ``--label``.
+    Echoes the local verb's line (rows, features, labels, rows without features, content hash) and
+    returns the manifest."""
+    from mt5lab.spark.manifest import spark_manifest, write_manifest
     from mt5lab.spark.session import spark_session
     from mt5lab.spark.training import training_set as run
 
@@ -69,8 +73,14 @@ def training_set(entities: str | None, timeframe: str, features, full_feature_na
         raise TrainingSetError("--engine spark needs --entities: a Parquet path or a Spark table name")
     spark = spark_session()
     source = spark.read.parquet(entities) if Path(entities).exists() or "/" in entities else entities
-    sdf = run(source, list(features) if len(features) > 1 else (features[0] if features else "mt5_v1"),
-              timeframe=timeframe, full_feature_names=full_feature_names, to="spark", profile=profile,
-              spark=spark)
+    feats = list(features) if len(features) > 1 or (features and ":" in features[0]) else \
+        (features[0] if features else "mt5_v1")
+    sdf = run(source, feats, timeframe=timeframe, labels=list(labels), full_feature_names=full_feature_names,
+              to="spark", profile=profile, spark=spark)
     path = write_parquet(sdf, out)
-    echo(f"{path}: training set written by Spark ({len(sdf.columns)} columns)")
+    man = spark_manifest(spark, path, features=feats, timeframe=timeframe, labels=list(labels),
+                         full_feature_names=full_feature_names, profile=profile)
+    write_manifest(man, path)
+    echo(f"{path}: {man['rows']['total']} rows, {len(man['features'])} features, {len(man['labels'])} labels, "
+         f"{man['rows']['all_features_null']} rows without features; {man['content_hash']} (written by Spark)")
+    return man

@@ -23,8 +23,10 @@ from mt5lab.config import data_dir
 from mt5lab.errors import ConfigError, TrainingSetError
 from mt5lab.spark.dataset import SparkDatasetStore
 from mt5lab.spark.feast_config import quiet_spark_warnings, spark_feature_store
+from mt5lab.spark.labels import with_labels
 from mt5lab.spark.session import spark_session
 from mt5lab.training.assemble import normalize_entities
+from mt5lab.training.labels import LABEL_END, parse_labels
 from mt5lab.training.refs import resolve
 
 ROW = "__mt5lab_row"
@@ -85,8 +87,19 @@ def _driver_entities(entities, source: str):
     return pdf
 
 
+def _bars(spark, store, timeframe: str):
+    """The store's bars of ``timeframe`` on Spark; TrainingSetError when there are none."""
+    from pyspark.sql import functions as F
+
+    path = store.bars_path(timeframe)
+    if not path.exists():
+        raise TrainingSetError(f"labels need bars: {path} does not exist")
+    bars = spark.read.parquet(str(path))
+    return bars.filter(F.col("timeframe") == timeframe) if "timeframe" in bars.columns else bars
+
+
 def training_set(entities, features: str | list[str] = FEATURE_SERVICE, *, timeframe: str = "D1",
-                 full_feature_names: bool = False, to: str = "pandas", profile=None, store=None,
+                 labels=(), full_feature_names: bool = False, to: str = "pandas", profile=None, store=None,
                  spark=None):
     """A point-in-time training set computed by Feast's ``SparkOfflineStore``.
 
@@ -96,6 +109,8 @@ def training_set(entities, features: str | list[str] = FEATURE_SERVICE, *, timef
             Other columns are passed through.
         features: ``"mt5_v1"`` or ``"view:feature"`` refs.
         timeframe: whose features are joined.
+        labels: e.g. ``["fwd_return_5"]``: appended after the features with ``label_end_timestamp``,
+            computed from the store's bars by the local engine's rule (:mod:`mt5lab.spark.labels`).
         full_feature_names: ``view__feature`` column names.
         to: ``"pandas"``, ``"polars"`` (collected to the driver, in input order for pandas/polars
             input) or ``"spark"`` (a Spark DataFrame that stays on the cluster, in no particular
@@ -110,13 +125,14 @@ def training_set(entities, features: str | list[str] = FEATURE_SERVICE, *, timef
         dtypes with nulls. Spark: Feast's DataFrame (timestamps are UTC instants).
 
     Raises:
-        TrainingSetError: a bad entity set (one line naming the rule). ConfigError: pyspark/Java
+        TrainingSetError: a bad entity set or label (one line naming the rule). ConfigError: pyspark/Java
         missing, or a Spark entity set on a driver not running on UTC.
     """
     if to not in OUTPUTS:
         raise TrainingSetError(f"to={to!r}: expected one of {', '.join(OUTPUTS)}")
     tf = check_timeframe(timeframe)
     sel = resolve(features)
+    labs = parse_labels(labels)
     spark = spark or spark_session()
     store = store or SparkDatasetStore(data_dir())
     fs = spark_feature_store(store, tf, profile)
@@ -129,13 +145,16 @@ def training_set(entities, features: str | list[str] = FEATURE_SERVICE, *, timef
             from pyspark.sql import functions as F
 
             edf = edf.withColumn(ROW, F.monotonically_increasing_id())
-    clash = [c for c in sel.output_names(full_feature_names) if c in edf.columns]
+    outputs = sel.output_names(full_feature_names) + [lab.name for lab in labs] + ([LABEL_END] if labs else [])
+    clash = [c for c in outputs if c in edf.columns]
     if clash:
-        raise TrainingSetError(f"entities: column(s) {', '.join(clash)} clash with requested feature names")
+        raise TrainingSetError(f"entities: column(s) {', '.join(clash)} clash with requested feature or label names")
     with quiet_spark_warnings():  # the registry's SparkSource warns on every read
         feats = fs.get_feature_service(sel.service) if sel.service else sel.refs
         job = fs.get_historical_features(entity_df=edf, features=feats, full_feature_names=full_feature_names)
         sdf = job.to_spark_df()
+    if labs:
+        sdf = with_labels(sdf, _bars(spark, store, tf), tf, [lab.name for lab in labs])
     if to == "spark":
         return sdf.drop(ROW) if ROW in sdf.columns else sdf
     table = sdf.toArrow()
