@@ -402,7 +402,8 @@ def test_hostile_symbols_are_data_not_paths_or_sql(target, tmp_path):
     if target.profile == "local":
         files = set(tree_hash(target.local))
         assert files <= {".mt5lab.lock", "offline/bars/timeframe=D1/bars.parquet",
-                         "offline/bars/timeframe=H1/bars.parquet"}, files
+                         "offline/bars/timeframe=H1/bars.parquet", "offline/.generation/D1",
+                         "offline/.generation/H1"}, files
     else:
         with store.connect() as conn:
             tables = {r[0] for r in conn.execute("SELECT format('%s.%s', schemaname, tablename) FROM pg_tables "

@@ -6,6 +6,7 @@ Expected values come from plain polars on the inputs (or from the catalog), neve
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -240,6 +241,30 @@ def test_lock_is_reentrant_and_exclusive(store):
     with store.lock():  # replaced by a new session, transparently
         assert held_elsewhere()
     assert not held_elsewhere() and backend() != kept
+
+
+def test_a_forked_child_exiting_leaves_the_parents_lock_alone(store):
+    """A child forked after the writer lock's session was kept (a gunicorn worker, an os.fork helper)
+    runs the exit handlers when it ends: the parent's kept session, and a lock held on it, survive."""
+    import atexit
+    import os
+
+    from mt5lab.storage.pg_schema import LOCK_CLASS, LOCK_WRITER
+
+    with store.lock():  # afterwards its session is kept idle
+        pass
+    pid = os.fork()
+    if pid == 0:  # the child: what a normal interpreter exit runs, then out without unwinding
+        try:
+            time.sleep(0.3)
+            atexit._run_exitfuncs()
+        finally:
+            os._exit(0)
+    with store.lock():  # the parent re-takes the lock on the kept session while the child exits
+        os.waitpid(pid, 0)
+        with store.connect() as other:
+            taken = other.execute("SELECT pg_try_advisory_lock(%s, %s)", (LOCK_CLASS, LOCK_WRITER)).fetchone()[0]
+        assert taken is False  # still the parent's
 
 
 def test_feast_source_points_at_the_features_table(store):

@@ -64,8 +64,8 @@ def test_symbols_never_become_paths(tmp_path):
     frames = [load_sample("GOOG").head(3).with_columns(pl.lit(s).alias("symbol")) for s in nasty]
     st.write_bars(pl.concat(frames))
     files = [os.path.relpath(os.path.join(d, f), tmp_path) for d, _, fs in os.walk(tmp_path) for f in fs]
-    assert sorted(files) == [".mt5lab.lock", "offline/bars/timeframe=D1/bars.parquet"] or \
-        sorted(files) == ["offline/bars/timeframe=D1/bars.parquet"]
+    assert sorted(f for f in files if f != ".mt5lab.lock") == [
+        "offline/.generation/D1", "offline/bars/timeframe=D1/bars.parquet"]
     assert sorted(st.read_bars("D1")["symbol"].unique().to_list()) == sorted(nasty)
 
 
@@ -98,3 +98,18 @@ def test_failed_write_leaves_store_unchanged(tmp_path):
     assert "STORE-ERROR cannot write" in proc.stdout
     assert _digest(tmp_path) == before, "a failed write changed the store"
     assert not list(st.bars_path("D1").parent.glob(".tmp-*")), "a temp file was left behind"
+
+
+def test_write_token_moves_with_every_changing_write_only(tmp_path):
+    """The generation is replaced by each changing write (so mtime granularity or a reused inode
+    cannot hide one) and left alone by a write that changes nothing."""
+    st = LocalStore(tmp_path)
+    bars = load_sample("GOOG").head(5)
+    assert st.write_token("D1") == (None, None, None)
+    st.write_bars(bars)
+    first = st.write_token("D1")
+    st.write_bars(bars)  # unchanged
+    assert st.write_token("D1") == first
+    st.write_bars(bars.with_columns(pl.col("tick_volume") + 1))  # same size, a revision
+    second = st.write_token("D1")
+    assert second[0] is not None and second[0] != first[0]

@@ -119,9 +119,10 @@ class SparkDatasetStore(LocalStore):
         return scan(self.root, timeframe)
 
     def write_token(self, timeframe: str) -> tuple:
-        """The bars file's token (see LocalStore) and the committed version's name (new per write)."""
+        """The local token's generation and bars file (see LocalStore), and the committed feature
+        version's name (new per write, Spark's build included)."""
         version = current(self.root, timeframe)
-        return super().write_token(timeframe)[0], version.name if version is not None else None
+        return *super().write_token(timeframe)[:2], version.name if version is not None else None
 
     def write_features(self, timeframe, features: pl.DataFrame) -> WriteResult:
         schema = feature_schema()

@@ -11,6 +11,7 @@ profile.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -91,6 +92,7 @@ class LocalStore(OfflineStore):
             merged, res = merge_upsert(old, part.select(list(BAR_SCHEMA)), list(KEY))
             if res.changed:
                 self._atomic_write(path, merged.sort(["symbol", "time"]))
+                self._bump(tf)
             total += res
         return total
 
@@ -121,6 +123,7 @@ class LocalStore(OfflineStore):
                 with open(tmp, "rb") as fh:
                     os.fsync(fh.fileno())
                 os.replace(tmp, path)
+                self._bump(timeframe)
             return res
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
@@ -138,10 +141,33 @@ class LocalStore(OfflineStore):
         return lf.sort(["symbol", "time"]).collect()
 
     # -- features ------------------------------------------------------------------------------
+    def _generation_path(self, timeframe: str) -> Path:
+        return self.root / "offline" / ".generation" / check_timeframe(timeframe)
+
+    def _bump(self, timeframe: str) -> None:
+        """A new random generation for ``timeframe``, written after a changing write replaced a file:
+        a file system's mtime granularity and inode reuse cannot hide a write. Best effort: when it
+        cannot be written (disk full), it is removed, which changes the token too."""
+        path = self._generation_path(timeframe)
+        tmp = path.with_name(f".{path.name}-{secrets.token_hex(4)}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(secrets.token_hex(16))
+            os.replace(tmp, path)
+        except OSError:
+            for p in (tmp, path):
+                try:
+                    p.unlink(missing_ok=True)
+                except OSError:
+                    pass
+
     def write_token(self, timeframe: str) -> tuple:
-        """Inode, size and mtime (ns) of the bars and features files: every write replaces the file
-        (``os.replace``), so a new inode at least."""
-        out = []
+        """The timeframe's generation (random, replaced by every changing write), with the inode,
+        size and mtime (ns) of its bars and features files."""
+        try:
+            out: list = [self._generation_path(timeframe).read_text()]
+        except FileNotFoundError:
+            out = [None]
         for path in (self.bars_path(timeframe), self.features_path(timeframe)):
             try:
                 st = path.stat()
@@ -158,6 +184,7 @@ class LocalStore(OfflineStore):
                                    keep_column="created_timestamp")
         if res.changed:
             self._atomic_write(path, merged.sort(["symbol", "time"]))
+            self._bump(timeframe)
         return res
 
     def read_features(self, timeframe, symbols=None, start=None, end=None, columns=None):

@@ -30,12 +30,27 @@ _GUARD = threading.Lock()
 
 @atexit.register
 def close_idle() -> None:
-    """Close every kept lock session (registered to run at exit)."""
+    """Close every kept lock session this process opened (registered to run at exit)."""
+    pid = os.getpid()
     with _GUARD:
-        conns = list(_IDLE.values())
-        _IDLE.clear()
+        mine = [k for k in _IDLE if k[-1] == pid]
+        conns = [_IDLE.pop(k) for k in mine]
     for conn in conns:
         conn.close()
+
+
+def _forget_after_fork() -> None:
+    """In a forked child: the parent's kept sessions are the parent's (closing one would end the
+    parent's lock on the server): drop the references, never close them; a fresh guard, since the
+    parent's may have been held by another thread at the fork."""
+    global _GUARD
+    _GUARD = threading.Lock()
+    _IDLE.clear()
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _take(key: tuple | None) -> psycopg.Connection | None:
@@ -91,8 +106,9 @@ def advisory(connect: Callable, objid: int, idle_key: tuple | None = None):
 
 
 @contextmanager
-def reentrant(connect: Callable, server: tuple, objid: int):
-    """:func:`advisory`, re-entrant per (server, thread) in this process."""
+def reentrant(connect: Callable, server: tuple, objid: int, idle_key: tuple | None = None):
+    """:func:`advisory`, re-entrant per (server, thread) in this process; ``idle_key`` (the server
+    and the credentials a session is opened with) keeps the session between takers."""
     key = (*server, objid, threading.get_ident())
     with _GUARD:
         depth = _HELD.get(key, 0)
@@ -105,7 +121,7 @@ def reentrant(connect: Callable, server: tuple, objid: int):
             with _GUARD:
                 _HELD[key] -= 1
         return
-    with advisory(connect, objid, idle_key=server):
+    with advisory(connect, objid, idle_key=idle_key):
         with _GUARD:
             _HELD[key] = 1
         try:

@@ -147,7 +147,8 @@ class PostgresStore(OfflineStore):
 
     def lock(self):
         """The writer lock: ``pg_advisory_lock`` on a dedicated connection, re-entrant per thread."""
-        return reentrant(self.connect, self._server, LOCK_WRITER)
+        return reentrant(self.connect, self._server, LOCK_WRITER,
+                         idle_key=(*self._server, self.user, self.sslmode))
 
     def registry_lock(self):
         """Serializes Feast SQL-registry bootstrap (table creation) across processes."""
