@@ -409,7 +409,8 @@ def test_hostile_symbols_are_data_not_paths_or_sql(target, tmp_path):
             tables = {r[0] for r in conn.execute("SELECT format('%s.%s', schemaname, tablename) FROM pg_tables "
                                                  "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")}
         assert tables == {f"{s}.{p}{tf}" for tf in ("m1", "m5", "m15", "m30", "h1", "h4", "d1", "w1")
-                          for s, p in (("market_data", "ohlcv_"), ("features", ""))}
+                          for s, p in (("market_data", "ohlcv_"), ("features", ""))} | {
+                              "market_data.write_generation"}
 
 
 def test_hostile_symbols_through_build(local_dir, tmp_path):

@@ -253,3 +253,50 @@ def test_warm_tails_write_exactly_the_store_paths_rows(tmp_path):
     got, want = (s.read_features("D1").drop("created_timestamp").sort("symbol", "time") for s in (warm, cold))
     assert got.height == 2 * (W + 26) and got.equals(want)
     assert warm.read_bars("D1").sort("symbol", "time").equals(cold.read_bars("D1").sort("symbol", "time"))
+
+
+@pytest.mark.services
+def test_a_failed_offline_write_puts_the_online_rows_back(tmp_path, monkeypatch):
+    """Redis is written first (Feast's push order); when the offline write then fails (here a
+    read-only PostgreSQL session: a failover to a standby, a full disk), every key is put back
+    byte for byte, a key that did not exist is deleted, and freshness says stale. Once the offline
+    store takes writes again, the same bars go through."""
+    from datetime import UTC, datetime
+
+    from mt5lab.feast_repo.store import apply
+    from mt5lab.online.freshness import freshness
+    from mt5lab.online.reader import reader
+    from mt5lab.online.update import update
+    from mt5lab.storage import open_store
+    from mt5lab.testing.sandbox import postgres_profile_env
+    from tests.conftest import require_service, reset_caches
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
+    reset_caches()
+    with postgres_profile_env():
+        apply(None, "H1")
+        store = open_store()
+        bars = load_sample("EURUSD").head(301)
+        update(bars.head(300), store=store, calendar="fx")
+        rr = reader(None, "H1").tables._redis()
+        key, new_key = rr.key("EURUSD"), rr.key("NEWSYM")
+        before = rr.client.hgetall(key)
+        assert len(before) == len(rr.fields)
+        nxt = pl.concat([bars[300:301], bars[300:301].with_columns(pl.lit("NEWSYM").alias("symbol"))])
+        now = bars["time"][300] + timedelta(hours=1, minutes=5)
+        store._db.execute("SET default_transaction_read_only = on")
+        with pytest.raises(StoreError, match="nothing stored"):
+            update(nxt, store=store, calendar="fx", now=now)
+        assert rr.client.hgetall(key) == before and not rr.client.exists(new_key)
+        fr = freshness(["EURUSD"], timeframes="H1", now=now, grace=timedelta(minutes=1), store=store)
+        assert set(fr["status"]) == {"stale"}
+        store._db.execute("SET default_transaction_read_only = off")
+        res = update(nxt, store=store, calendar="fx", now=now)
+        assert res.online_symbols == 2 and res.online_at is not None
+        assert res.online_at <= datetime.now(UTC).timestamp()
+        assert rr.client.hgetall(key) != before and rr.client.exists(new_key)
+        fr = freshness(["EURUSD"], timeframes="H1", now=now, grace=timedelta(minutes=1), store=store)
+        assert set(fr["status"]) == {"fresh"}
+    reset_caches()

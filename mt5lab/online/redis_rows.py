@@ -30,6 +30,11 @@ _DOUBLE_TAG = np.frombuffer(b"\x29", np.uint8)
 _BULK_LEN = [b"$%d\r\n" % i for i in range(256)]
 
 
+def _command(*args: bytes) -> bytes:
+    """One RESP command (an array of bulk strings)."""
+    return b"*%d\r\n" % len(args) + b"".join(_bulk_len(len(a)) + a + b"\r\n" for a in args)
+
+
 def _bulk_len(n: int) -> bytes:
     """RESP's ``$<n>\\r\\n`` bulk-string header (the short ones prebuilt)."""
     return _BULK_LEN[n] if n < 256 else b"$%d\r\n" % n
@@ -117,18 +122,14 @@ class RedisRows:
             stored = pipe.execute()
         return np.array([old != new for old, new in zip(stored, values, strict=True)], dtype=bool)
 
-    def write(self, keys: list[bytes], values: list[list[bytes]]) -> int:
-        """One ``HSET key field value ...`` per key (and ``EXPIRE`` when the store has a
-        ``key_ttl_seconds``), sent as one buffer of RESP commands on one pooled connection of
-        Feast's client, with the replies read back: one round trip. The field names' RESP is built
-        once; a connection error retries once on a new connection (the writes are idempotent)."""
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+    @property
+    def can_swap(self) -> bool:
+        """Whether :meth:`swap` works (a plain or sentinel client; a cluster client routes keys itself)."""
+        return hasattr(self.client, "connection_pool")
 
-        if not keys:
-            return 0
-        if not hasattr(self.client, "connection_pool"):  # a cluster client: its own pipeline routes keys
-            return self._write_pipeline(keys, values)
+    def _hsets(self, keys: list[bytes], values: list[list[bytes]]) -> tuple[list[bytes], int]:
+        """RESP of one ``HSET key field value ...`` per key (and ``EXPIRE`` when the store has a
+        ``key_ttl_seconds``), and the number of replies they get."""
         if self._field_resp is None:
             self._field_resp = [b"$%d\r\n%b\r\n" % (len(f), f) for f in self.fields]
         ttl = self.config.key_ttl_seconds
@@ -140,28 +141,73 @@ class RedisRows:
             for f, v in zip(self._field_resp, vals, strict=True):
                 add((f, _bulk_len(len(v)), v, b"\r\n"))
             if ttl:
-                t = str(int(ttl)).encode()
-                parts.append(b"*3\r\n$6\r\nEXPIRE\r\n$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(k), k, len(t), t))
-        buf, replies = b"".join(parts), len(keys) * (2 if ttl else 1)
+                parts.append(_command(b"EXPIRE", k, str(int(ttl)).encode()))
+        return parts, len(keys) * (2 if ttl else 1)
+
+    def _exchange(self, buf: bytes, replies: int, retry: bool) -> list:
+        """Send ``buf`` on one pooled connection of Feast's client and read ``replies`` replies: one
+        round trip. A command's error reply raises (the connection is then dropped, so no unread
+        reply stays on a pooled one); a connection error retries once on a new connection if
+        ``retry`` (only for idempotent buffers)."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
         pool = self.client.connection_pool
         for attempt in (1, 2):
             conn = pool.get_connection()
             try:
                 conn.send_packed_command([buf])
-                for _ in range(replies):
-                    conn.read_response()  # raises a command's error (after which the connection is dropped)
+                return [conn.read_response() for _ in range(replies)]
             except (RedisConnectionError, RedisTimeoutError):
                 conn.disconnect()
-                if attempt == 2:
+                if attempt == 2 or not retry:
                     raise
-                continue
             except BaseException:
                 conn.disconnect()
                 raise
             finally:
                 pool.release(conn)
-            return len(keys)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def write(self, keys: list[bytes], values: list[list[bytes]]) -> int:
+        """Every key's fields in one round trip (:meth:`_hsets`, :meth:`_exchange`); retried once
+        on a connection error (the writes are idempotent)."""
+        if not keys:
+            return 0
+        if not self.can_swap:
+            return self._write_pipeline(keys, values)
+        parts, replies = self._hsets(keys, values)
+        self._exchange(b"".join(parts), replies, retry=True)
+        return len(keys)
+
+    def swap(self, keys: list[bytes], values: list[list[bytes]]) -> list[list[bytes | None]]:
+        """:meth:`write`, returning what each key held before in :attr:`fields` (None: absent), read
+        by one ``HMGET`` per key in the same buffer, ahead of the writes: still one round trip. Not
+        retried (a lost connection may have run the writes: the previous values would be lost)."""
+        if not keys:
+            return []
+        self._hsets([], [])  # builds the field names' RESP once
+        head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(self.fields))
+        fields = b"".join(self._field_resp)
+        parts = [head + _bulk_len(len(k)) + k + b"\r\n" + fields for k in keys]
+        writes, replies = self._hsets(keys, values)
+        return self._exchange(b"".join(parts + writes), len(keys) + replies, retry=False)[:len(keys)]
+
+    def restore(self, keys: list[bytes], previous: list[list[bytes | None]]) -> None:
+        """Put back what :meth:`swap` returned: each field as it was, absent fields deleted, a key
+        that did not exist deleted. One round trip, retried once (idempotent)."""
+        parts: list[bytes] = []
+        for k, old in zip(keys, previous, strict=True):
+            kept = [(f, v) for f, v in zip(self.fields, old, strict=True) if v is not None]
+            gone = [f for f, v in zip(self.fields, old, strict=True) if v is None]
+            if not kept:
+                parts.append(_command(b"DEL", k))
+                continue
+            parts.append(_command(b"HSET", k, *(x for fv in kept for x in fv)))
+            if gone:
+                parts.append(_command(b"HDEL", k, *gone))
+        if parts:
+            self._exchange(b"".join(parts), len(parts), retry=True)
 
     def _write_pipeline(self, keys: list[bytes], values: list[list[bytes]]) -> int:
         ttl = self.config.key_ttl_seconds

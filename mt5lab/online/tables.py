@@ -157,6 +157,30 @@ class OnlineTables:
                 self._writer = (cfg, self.store)
         return self._writer
 
+    def _redis(self):
+        """The Redis row writer (:class:`mt5lab.online.redis_rows.RedisRows`), None for other stores."""
+        if self._redis_rows is None and getattr(self.config.online_store, "type", None) == "redis":
+            from mt5lab.online.redis_rows import RedisRows
+
+            self._redis_rows = RedisRows(self.feature_store, self.views)
+        return self._redis_rows
+
+    @property
+    def can_swap(self) -> bool:
+        """Whether :meth:`swap_latest` can undo its write (Redis, not a cluster client)."""
+        rr = self._redis()
+        return rr is not None and rr.can_swap
+
+    def swap_latest(self, rows: pl.DataFrame):
+        """:meth:`write_latest` (Redis only, see :attr:`can_swap`), returning ``(rows written,
+        undo)``: ``undo()`` puts back exactly what those keys held before (one round trip)."""
+        if rows.height == 0:
+            return 0, lambda: None
+        rr = self._redis()
+        keys, values = rr.encode(rows)
+        previous = rr.swap(keys, values)
+        return len(keys), lambda: rr.restore(keys, previous)
+
     def write_latest(self, rows: pl.DataFrame) -> int:
         """Write feature rows (one per symbol: ``symbol``, ``event_timestamp``, ``created_timestamp``
         and the features) to every view. Null values are written as unset (Feast returns None).
@@ -167,11 +191,7 @@ class OnlineTables:
         of one per symbol and view."""
         if rows.height == 0:
             return 0
-        if getattr(self.config.online_store, "type", None) == "redis":
-            if self._redis_rows is None:
-                from mt5lab.online.redis_rows import RedisRows
-
-                self._redis_rows = RedisRows(self.feature_store, self.views)
+        if self._redis() is not None:
             keys, values = self._redis_rows.encode(rows)
             return self._redis_rows.write(keys, values)
         cfg, store = self._write_target()

@@ -8,14 +8,13 @@ last W stored bars, and bars, features and each symbol's newest online row writt
    (:func:`mt5lab.features.incremental.incremental_rows`: ``t*``, window, carried obv/ad). A
    long-running writer passes its warm state (``tails``): a bar appended after a symbol's tail is
    then computed from memory, with no history read.
-3. Write each symbol's newest row to the online store, then bars, then feature rows offline
-   (upserts; unchanged rows keep their ``created_timestamp``). Online first is Feast's own order
-   (``FeatureStore.push`` with ``PushMode.ONLINE_AND_OFFLINE``): a closed bar reaches ``serve`` and
-   ``predict`` without waiting for the offline transaction. If the offline write then fails, the call
-   raises and the online row is ahead of the offline store until the same bars are sent again
-   (``mt5lab follow`` retries them; re-running ``mt5lab update FILE`` converges): the rows are
-   recomputed from the offline history and both stores rewritten. Bad input never gets this far:
-   validation (1.) runs before any write.
+3. Write bars and feature rows offline (upserts; unchanged rows keep their ``created_timestamp``)
+   and each symbol's newest row online. On Redis the online row goes first, as in Feast's own
+   ``FeatureStore.push`` with ``PushMode.ONLINE_AND_OFFLINE``, so a closed bar reaches ``serve``
+   and ``predict`` without waiting for the offline transaction; what those keys held is read in the
+   same round trip, and put back if the offline write then fails: the online row stays where it was
+   and ``mt5lab check freshness`` shows the symbol stale, as before. Other online stores (SQLite)
+   are written after the offline store.
 
 Revision policy: **recompute from there.** A bar older than the newest stored one (late,
 out of order) or different from the stored bar at its time (a broker correction) is accepted;
@@ -27,6 +26,7 @@ Look-ahead: a row's features use its bar and earlier bars only; forming bars are
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +44,8 @@ from mt5lab.errors import BarValidationError
 from mt5lab.features.incremental import Tails, incremental_rows
 from mt5lab.online.reader import reader
 from mt5lab.storage import WriteResult, open_store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -78,7 +80,7 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
            calendar: str | None = None, now: datetime | None = None, online: bool = True,
            store=None, server_tz: str | None = None, tails: Tails | None = None) -> UpdateResult:
     """Ingest ``new_bars`` incrementally: validate, compute their features from the stored history,
-    write each symbol's newest row online, then bars and features offline, under one lock.
+    write bars and features offline and each symbol's newest row online, under one lock.
 
     Args:
         new_bars: polars or pandas frame of canonical bars (one timeframe). ``time`` tz-aware, or
@@ -121,12 +123,20 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     try:
         with store.lock():
             rows, starts = incremental_rows(store, tf, frame, tails)
-            n_online, online_at = 0, None
-            if tables is not None:
+            n_online, online_at, undo = 0, None, None
+            first = tables is not None and tables.can_swap
+            if first:  # Redis: online first, undone if the offline write fails
+                n_online, undo = _write_online(store, tables, tf, symbols, rows, starts, swap=True)
+                online_at = time.time()
+            try:
+                bars_res = store.write_bars(frame)
+                feat_res = store.write_features(tf, rows) if rows.height else WriteResult(0, 0, 0)
+            except BaseException:
+                _undo(undo, source)
+                raise
+            if tables is not None and not first:
                 n_online = _write_online(store, tables, tf, symbols, rows, starts)
                 online_at = time.time()
-            bars_res = store.write_bars(frame)
-            feat_res = store.write_features(tf, rows) if rows.height else WriteResult(0, 0, 0)
             if tails is not None:
                 tails.commit(store.write_token(tf))
     except BaseException:
@@ -136,9 +146,25 @@ def update(new_bars, *, profile=None, timeframe: str | None = None, source: str 
     return UpdateResult(tf, frame.height, bars_res, feat_res, starts, n_online, report, online_at)
 
 
-def _write_online(store, tables, tf: str, symbols: list[str], rows: pl.DataFrame, starts: dict) -> int:
+def _undo(undo, source: str) -> None:
+    """Put the online rows back after a failed offline write (best effort: if the online store is
+    unreachable too, they stay ahead until the same bars are sent again)."""
+    if undo is None:
+        return
+    try:
+        undo()
+    except Exception as exc:
+        log.warning("%s: the offline write failed and the online rows written before it could not be "
+                    "restored (%s: %s); they stay ahead of the offline store until these bars are sent "
+                    "again", source, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+
+
+def _write_online(store, tables, tf: str, symbols: list[str], rows: pl.DataFrame, starts: dict,
+                  swap: bool = False):
     """Each symbol's newest row to the online store: the newest new row, else the stored one (a
-    re-sent bar rewrites the online row, which repairs a run that stopped before this write)."""
+    re-sent bar rewrites the online row, which repairs a run that stopped before this write).
+    Returns the rows written, or with ``swap`` ``(rows written, undo)``
+    (:meth:`mt5lab.online.tables.OnlineTables.swap_latest`)."""
     latest = None
     if rows.height:
         last = rows.select(pl.col("time").max().over("symbol") == pl.col("time")).to_series()
@@ -146,6 +172,7 @@ def _write_online(store, tables, tf: str, symbols: list[str], rows: pl.DataFrame
     rest = [s for s in symbols if s not in starts]
     parts = [p for p in (latest, store.latest_features(tf, rest) if rest else None) if p is not None and p.height]
     if not parts:
-        return 0
+        return (0, None) if swap else 0
     cols = ["symbol", "event_timestamp", "created_timestamp", *tables.feature_names]
-    return tables.write_latest(pl.concat([p.select(cols) for p in parts]))
+    frame = pl.concat([p.select(cols) for p in parts])
+    return tables.swap_latest(frame) if swap else tables.write_latest(frame)
