@@ -85,6 +85,7 @@ class RedisRows:
         self.fields = [f for ts, feats in self.layout for f in (ts, *(k for _, k in feats))]
         self._field_resp: list[bytes] | None = None  # each field name as a RESP bulk string
         self._keys: dict[str, bytes] = {}
+        self._dump_ok: bool | None = None
 
     def encode(self, rows: pl.DataFrame) -> tuple[list[bytes], list[list[bytes]]]:
         """Redis keys and, per row, the field values in :attr:`fields` order."""
@@ -180,24 +181,51 @@ class RedisRows:
         self._exchange(b"".join(parts), replies, retry=True)
         return len(keys)
 
-    def swap(self, keys: list[bytes], values: list[list[bytes]]) -> list[list[bytes | None]]:
-        """:meth:`write`, returning what each key held before in :attr:`fields` (None: absent), read
-        by one ``HMGET`` per key in the same buffer, ahead of the writes: still one round trip. Not
+    def _can_dump(self) -> bool:
+        """Whether the server answers ``DUMP`` (some managed Redis services disable it); asked once."""
+        if self._dump_ok is None:
+            from redis.exceptions import ResponseError
+
+            try:
+                self._exchange(_command(b"DUMP", b"mt5lab:dump-probe"), 1, retry=True)
+                self._dump_ok = True
+            except ResponseError:
+                self._dump_ok = False
+        return self._dump_ok
+
+    def swap(self, keys: list[bytes], values: list[list[bytes]]) -> tuple[str, list]:
+        """:meth:`write`, returning what each key held before, read in the same buffer ahead of the
+        writes: still one round trip. ``DUMP`` per key (one opaque blob each, cheap to read back;
+        None: absent), or where the server refuses ``DUMP``, ``HMGET`` of :attr:`fields`. Not
         retried (a lost connection may have run the writes: the previous values would be lost)."""
         if not keys:
-            return []
-        self._hsets([], [])  # builds the field names' RESP once
-        head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(self.fields))
-        fields = b"".join(self._field_resp)
-        parts = [head + _bulk_len(len(k)) + k + b"\r\n" + fields for k in keys]
+            return "dump", []
+        if self._can_dump():
+            kind, parts = "dump", [_command(b"DUMP", k) for k in keys]
+        else:
+            self._hsets([], [])  # builds the field names' RESP once
+            head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(self.fields))
+            fields = b"".join(self._field_resp)
+            kind, parts = "fields", [head + _bulk_len(len(k)) + k + b"\r\n" + fields for k in keys]
         writes, replies = self._hsets(keys, values)
-        return self._exchange(b"".join(parts + writes), len(keys) + replies, retry=False)[:len(keys)]
+        return kind, self._exchange(b"".join(parts + writes), len(keys) + replies, retry=False)[:len(keys)]
 
-    def restore(self, keys: list[bytes], previous: list[list[bytes | None]]) -> None:
-        """Put back what :meth:`swap` returned: each field as it was, absent fields deleted, a key
-        that did not exist deleted. One round trip, retried once (idempotent)."""
+    def restore(self, keys: list[bytes], previous: tuple[str, list]) -> None:
+        """Put back what :meth:`swap` returned, exactly: ``RESTORE ... REPLACE`` of each dumped key
+        (then its ``EXPIRE`` if the store sets one), or each field as it was with absent fields
+        deleted; a key that did not exist is deleted. One round trip, retried once (idempotent)."""
+        kind, old_values = previous
+        ttl = self.config.key_ttl_seconds
         parts: list[bytes] = []
-        for k, old in zip(keys, previous, strict=True):
+        for k, old in zip(keys, old_values, strict=True):
+            if kind == "dump":
+                if old is None:
+                    parts.append(_command(b"DEL", k))
+                    continue
+                parts.append(_command(b"RESTORE", k, b"0", old, b"REPLACE"))
+                if ttl:
+                    parts.append(_command(b"EXPIRE", k, str(int(ttl)).encode()))
+                continue
             kept = [(f, v) for f, v in zip(self.fields, old, strict=True) if v is not None]
             gone = [f for f, v in zip(self.fields, old, strict=True) if v is None]
             if not kept:
