@@ -126,15 +126,15 @@ class Tails:
             self._by.pop(s, None)
         self._pending, self._rows = {}, None
 
-    def verify(self, store, symbols: list[str]) -> None:
+    def verify(self, store) -> None:
         """Keep only the tails the store agrees with: from each tail's newest bar on, the store holds
         exactly that bar, and its feature row has the tail's ``obv``, ``ad`` and ``created_timestamp``.
 
         When the store's write token (:meth:`mt5lab.storage.base.OfflineStore.write_token`) is the one
         seen right after this writer's own last write, nobody wrote since and nothing is read. Else
-        every cached tail is checked (not only ``symbols``'), so the next matching token vouches for
-        all of them. Call it under the store's writer lock."""
-        token = getattr(store, "write_token", lambda _tf: None)(self.tf)
+        every cached tail is checked, so the next matching token vouches for all of them. Call it
+        under the store's writer lock."""
+        token = store.write_token(self.tf)
         if token is not None and token == self.token:
             return
         self.token = None
@@ -164,7 +164,7 @@ class Tails:
         """Fill the tails of ``symbols`` from the store (a follower's start), reading as the store
         path does (``since``: about where the symbols' stored bars end). The store's write token is
         read first: if it has not moved by the first :meth:`verify`, nothing is read back then."""
-        token = getattr(store, "write_token", lambda _tf: None)(self.tf)
+        token = store.write_token(self.tf)
         todo, full = list(symbols), False
         while todo:
             bars, feats = _history(store, self.tf, todo, since, full)
@@ -269,7 +269,7 @@ def incremental_rows(store, tf: str, frame: pl.DataFrame,
     todo, full = symbols, False
     if tails is not None:
         tails.forget([])  # nothing pending from an earlier call
-        tails.verify(store, symbols)
+        tails.verify(store)
         fresh = tails.drop_resent(frame)
         firsts = dict(fresh.group_by("symbol").agg(pl.col("time").min()).iter_rows())
         todo, tail_rows = [], []

@@ -322,13 +322,13 @@ def follow(symbols: list[str] | str | None = None, *, timeframe: str = "H1", sou
         else:
             src.start_at(src.clock)
     signalled: list[str] = []
+    main_thread = threading.current_thread() is threading.main_thread()  # the default of both switches
     restore = _install_signals(stop, signalled) if (
-        handle_signals if handle_signals is not None else threading.current_thread() is threading.main_thread()) else {}
+        main_thread if handle_signals is None else handle_signals) else {}
     try:
         if hasattr(src, "connect"):
             src.connect(symbols)
-        freeze = freeze_gc if freeze_gc is not None else threading.current_thread() is threading.main_thread()
-        res = fol.run(once=once, freeze_gc=freeze)
+        res = fol.run(once=once, freeze_gc=main_thread if freeze_gc is None else freeze_gc)
         if signalled and res.stopped == "stop":
             res.stopped = f"signal {signalled[0]}"
         return res

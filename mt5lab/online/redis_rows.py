@@ -83,7 +83,7 @@ class RedisRows:
             name = _versioned_fv_name(fv, cfg)
             self.layout.append((f"_ts:{name}".encode(), [(f, _mmh3(f"{name}:{f}")) for f in feats]))
         self.fields = [f for ts, feats in self.layout for f in (ts, *(k for _, k in feats))]
-        self._field_resp: list[bytes] | None = None  # each field name as a RESP bulk string
+        self._field_resp = [_bulk_len(len(f)) + f + b"\r\n" for f in self.fields]  # RESP bulk strings
         self._keys: dict[str, bytes] = {}
         self._dump_ok: bool | None = None
 
@@ -131,8 +131,6 @@ class RedisRows:
     def _hsets(self, keys: list[bytes], values: list[list[bytes]]) -> tuple[list[bytes], int]:
         """RESP of one ``HSET key field value ...`` per key (and ``EXPIRE`` when the store has a
         ``key_ttl_seconds``), and the number of replies they get."""
-        if self._field_resp is None:
-            self._field_resp = [b"$%d\r\n%b\r\n" % (len(f), f) for f in self.fields]
         ttl = self.config.key_ttl_seconds
         head = b"*%d\r\n$4\r\nHSET\r\n" % (2 + 2 * len(self.fields))
         parts: list[bytes] = []
@@ -203,7 +201,6 @@ class RedisRows:
         if self._can_dump():
             kind, parts = "dump", [_command(b"DUMP", k) for k in keys]
         else:
-            self._hsets([], [])  # builds the field names' RESP once
             head = b"*%d\r\n$5\r\nHMGET\r\n" % (2 + len(self.fields))
             fields = b"".join(self._field_resp)
             kind, parts = "fields", [head + _bulk_len(len(k)) + k + b"\r\n" + fields for k in keys]

@@ -191,9 +191,9 @@ class OnlineTables:
         of one per symbol and view."""
         if rows.height == 0:
             return 0
-        if self._redis() is not None:
-            keys, values = self._redis_rows.encode(rows)
-            return self._redis_rows.write(keys, values)
+        rr = self._redis()
+        if rr is not None:
+            return rr.write(*rr.encode(rows))
         cfg, store = self._write_target()
         recs = rows.to_dicts()
         keys = self.keys([r["symbol"] for r in recs])
