@@ -60,7 +60,12 @@ def data_dir() -> Path:
     """All local state: bars, features, registry, online db (``MT5LAB_DATA_DIR``, default ``data/``)."""
     load_env()
     env = os.environ.get("MT5LAB_DATA_DIR")
-    return _absolute(env) if env else project_root() / "data"
+    return _absolute(env) if env else _default_data(project_root())
+
+
+@lru_cache(maxsize=8)
+def _default_data(root: Path) -> Path:
+    return root / "data"
 
 
 @lru_cache(maxsize=64)
@@ -129,12 +134,17 @@ def _yaml_text(name: str) -> str:
     Keyed by the file's path, size and modification time, so a hot loop that resolves the profile on
     every call (``online_features`` does) reads and parses YAML once, and an edited yaml is seen at once.
     """
-    path = repo_path() / PROFILES[name]
+    path = _yaml_path(project_root(), name)
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         raise ConfigError(f"profile {name!r}: {path} does not exist") from None
-    return _parse_yaml(str(path), st.st_mtime_ns, st.st_size)
+    return _parse_yaml(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=16)
+def _yaml_path(root: Path, name: str) -> str:
+    return str(root / "feature_repo" / PROFILES[name])
 
 
 @lru_cache(maxsize=16)
@@ -159,9 +169,13 @@ def _vars_of(text: str) -> tuple[str, ...]:
 def check_env(profile: str | None = None) -> dict[str, str]:
     """Values for every ``${VAR}`` of the profile, or a ConfigError naming *all* missing ones."""
     name = profile_name(profile)
+    return _check_env(name, _vars_of(_yaml_text(name)))
+
+
+def _check_env(name: str, variables: tuple[str, ...]) -> dict[str, str]:
     defaults = _defaults()
     values, missing = {}, []
-    for var in required_vars(name):
+    for var in variables:
         val = os.environ.get(var, defaults.get(var))
         # A *_PASSWORD must be set but may be empty (trust auth, a Redis without requirepass).
         if val is None or (val == "" and not is_secret(var)):
@@ -215,8 +229,9 @@ class Profile:
 def load_profile(profile: str | None = None) -> Profile:
     """Resolve a profile: check variables, substitute in memory, parse."""
     name = profile_name(profile)
-    values = check_env(name)
-    return _profile(name, _yaml_text(name), tuple(values.items()))
+    text = _yaml_text(name)
+    values = _check_env(name, _vars_of(text))
+    return _profile(name, text, tuple(values.items()))
 
 
 @lru_cache(maxsize=32)

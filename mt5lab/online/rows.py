@@ -9,15 +9,20 @@ Building a pandas frame the ordinary way (``pd.DataFrame(dict)``) costs ~0.1 ms 
 for 56 columns is ten times the read itself. :meth:`OnlineRows.to_pandas` therefore assembles the
 frame from whole blocks (one float64 block for the double features, one ``Int64`` array per integer
 feature, one ``datetime64[ns, UTC]`` block for the event times, one object block for the text
-columns) through pandas' block-construction API (``pandas.core.internals.api.make_block``, the one
-pyarrow's ``to_pandas`` uses). The frame is an ordinary DataFrame; a test compares it with the
-one ``pd.DataFrame(dict)`` builds, dtypes included.
+columns), each handed to its pandas block class as the final array (what
+``pandas.core.internals.api.make_block``, the call pyarrow's ``to_pandas`` uses, would build after
+its per-call type inference and checks, which cost more than the frame itself for one symbol).
+The frame is an ordinary DataFrame; a test compares it with the one ``pd.DataFrame(dict)`` builds,
+dtypes included.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from pandas.core.arrays import DatetimeArray, IntegerArray
+from pandas.core.internals import BlockManager
+from pandas.core.internals.blocks import DatetimeTZBlock, ExtensionBlock, NumpyBlock
 
 from mt5lab.catalog import BY_NAME
 
@@ -122,6 +127,13 @@ class OnlineRows:
             self._ns[view] = out
         return out
 
+    def stamps_matrix(self) -> np.ndarray:
+        """Every view's event times (``layout.views`` order) as int64 ns, shape ``(views, n)``, NaT's
+        integer when absent; one conversion for all views."""
+        from mt5lab.online.decode import ns_matrix
+
+        return ns_matrix([self.event_timestamps[v] for v in self.layout.views], _NAT)
+
     def column_names(self) -> list[str]:
         return list(self.layout.names)
 
@@ -129,28 +141,24 @@ class OnlineRows:
     def to_pandas(self) -> pd.DataFrame:
         """The read as a pandas DataFrame (features ``float64`` / nullable ``Int64``, event times
         ``datetime64[ns, UTC]``, NaN or ``<NA>`` for nulls), one row per symbol."""
-        from pandas.core.arrays import DatetimeArray, IntegerArray
-        from pandas.core.internals import BlockManager
-        from pandas.core.internals.api import make_block
-
         lay = self.layout
         n = len(self.symbols)
         blocks = []
         if lay.floats:
             vals = np.where(self.float_null, np.nan, self.floats) if self.float_null.any() else self.floats
-            blocks.append(make_block(vals, lay.float_place))
+            blocks.append(NumpyBlock(vals, lay.float_place, 2))
         for f, place in zip(lay.ints, lay.int_place, strict=True):
             vals, null = self.ints[f]
-            blocks.append(make_block(IntegerArray._simple_new(vals, null.copy()), place, ndim=2))
+            blocks.append(ExtensionBlock(IntegerArray._simple_new(vals, null.copy()), place, 2))
         if lay.views:
-            ts = np.vstack([self.stamps_ns(v) for v in lay.views]).view("M8[ns]")
-            blocks.append(make_block(DatetimeArray._simple_new(ts, dtype=_UTC_NS), lay.ts_place, ndim=2))
+            ts = self.stamps_matrix().view("M8[ns]")
+            blocks.append(DatetimeTZBlock(DatetimeArray._simple_new(ts, dtype=_UTC_NS), lay.ts_place, 2))
         text = np.empty((len(lay.views) + 2, n), dtype=object)
         text[0] = self.symbols
         for k, v in enumerate(lay.views):
             text[1 + k] = self.status[v]
         text[-1] = self.row_status()
-        blocks.append(make_block(text, lay.text_place))
+        blocks.append(NumpyBlock(text, lay.text_place, 2))
         mgr = BlockManager(tuple(blocks), [lay.index, pd.RangeIndex(n)], verify_integrity=False)
         return pd.DataFrame._from_mgr(mgr, mgr.axes)
 

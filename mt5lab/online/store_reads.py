@@ -19,6 +19,8 @@ encoding, read unchanged. Equality with Feast's ``get_online_features`` is teste
 
 from __future__ import annotations
 
+import os
+import threading
 from datetime import datetime
 
 from mt5lab.online.decode import Stamps
@@ -53,9 +55,10 @@ class _RedisReads:
     Each symbol's ``HMGET key field...`` command is packed once (RESP bytes, by redis-py's own
     ``Connection.pack_command``) and cached, so a basket read is one ``sendall`` of the joined
     commands and one reply per symbol read back on the same connection (hiredis parses them): one
-    round trip, no per-call command packing. A connection error drops the connection and retries
-    once on a new one (a read has no side effects); any other error drops the connection too, so
-    no unread reply is left on a pooled one.
+    round trip, no per-call command packing. Each thread keeps one connection of Feast's pool
+    (:meth:`_connection`). A connection error drops the connection and retries once on a new one (a
+    read has no side effects); any other error drops the connection too, so no unread reply is left
+    on it.
     """
 
     def __init__(self, tables: OnlineTables):
@@ -73,6 +76,7 @@ class _RedisReads:
             pos += 1 + len(feats)
         self._packed: dict[str, bytes] = {}
         self._stamps = Stamps()
+        self._held = threading.local()
 
     def packed(self, symbol: str, conn) -> bytes:
         p = self._packed.get(symbol)
@@ -84,27 +88,39 @@ class _RedisReads:
             p = self._packed[symbol] = p if isinstance(p, bytes) else b"".join(p)
         return p
 
+    def _connection(self):
+        """This thread's connection: taken from Feast's pool once and kept (per thread and process),
+        so a read skips the pool's checkout (a lock, counters and a non-blocking ``recv`` probing
+        the socket for stray data, which costs as much as the read's own round trip)."""
+        held = self._held
+        conn = getattr(held, "conn", None)
+        if conn is None or held.pid != os.getpid():  # a forked child never uses its parent's socket
+            conn = held.conn = self.client.connection_pool.get_connection()
+            held.pid = os.getpid()
+        return conn
+
+    def _drop(self, conn) -> None:
+        """Close this thread's connection and give it back (the next read takes a new one)."""
+        self._held.conn = None
+        conn.disconnect()
+        self.client.connection_pool.release(conn)
+
     def _exchange(self, symbols: list[str]) -> list:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        pool = self.client.connection_pool
         for attempt in (1, 2):
-            conn = pool.get_connection()
+            conn = self._connection()
             try:
                 conn.send_packed_command([b"".join([self.packed(s, conn) for s in symbols])])
-                replies = [conn.read_response() for _ in symbols]
+                return [conn.read_response() for _ in symbols]
             except (RedisConnectionError, RedisTimeoutError):
-                conn.disconnect()
+                self._drop(conn)
                 if attempt == 2:
                     raise
-                continue
-            except BaseException:
-                conn.disconnect()
+            except BaseException:  # an error reply or an interrupt: no unread reply may stay behind
+                self._drop(conn)
                 raise
-            finally:
-                pool.release(conn)
-            return replies
         raise AssertionError("unreachable")  # pragma: no cover
 
     def read(self, symbols: list[str]) -> Raw:
