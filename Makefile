@@ -69,7 +69,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_follow.py
 	$(BIN)/python benchmarks/bench_model.py
 	$(BIN)/python benchmarks/bench_spark.py
-	@command -v wrk >/dev/null || { echo "bench_wrk.py needs wrk: apt-get install wrk"; exit 1; }
+	@command -v wrk >/dev/null && command -v h2load >/dev/null || { echo "bench_wrk.py needs wrk and h2load: apt-get install wrk nghttp2-client"; exit 1; }
 	$(BIN)/python benchmarks/bench_wrk.py
 
 soak: $(STAMP)

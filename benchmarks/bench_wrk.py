@@ -1,15 +1,23 @@
-"""Requests/s of ``mt5lab serve``: mt5lab's handler against Feast's own, measured with ``wrk``.
+"""Requests/s of ``mt5lab serve``: mt5lab's handler against Feast's own, measured with ``wrk`` (closed
+loop) and ``h2load`` (open loop, at the goal's rate).
 
 Both servers run on the same store, one after the other, on a free loopback port; ``wrk`` (Debian's
 ``apt-get install wrk``) sends ``POST /get-online-features`` (1 symbol x the 42 features of
 ``mt5_v1``, then a basket of 100 symbols x 42, ``Content-Type: application/json``) closed loop for a
 bounded time. Goals (issue 16): 1 x 42 at >= 1,000 requests/s with p99 <= 10 ms; 100 x 42 at >= 100
 requests/s with p99 <= 20 ms; no non-200 answer. ``wrk`` is closed loop (each connection waits for
-its answer), so its p99 is at the throughput it reached, not at a fixed offered rate
-(``bench_server.py`` measures open loop, at rates a Python client can offer):
+its answer), so its p99 is at the throughput it reached, not at a fixed offered rate.
+
+The goals are judged open loop, at their rate: ``h2load`` (Debian's ``apt-get install
+nghttp2-client``, a C load generator like ``wrk``) with ``--rps`` sends each of its connections'
+requests on a fixed schedule (1 x 42: 1,000 requests/s over 20 connections; 100 x 42: 100 requests/s
+over 10), one request in flight per connection, and logs every request's time from its send to the
+end of its answer (``--log-file``), from which p50/p99 are computed here. A request is sent late
+only if its connection still waits for the previous answer (a whole interval, 20 ms or 100 ms, behind):
+the achieved rate is printed beside the offered one, and a goal is met only if it reached 98% of it.
 
     python benchmarks/bench_wrk.py [--duration 10] [--threads 2] [--connections 16] [--workers 2]
-                                   [--profile postgres|local]
+                                   [--profile postgres|local] [--no-open-loop]
 
 The default profile is the team one (Redis online store with a password, SQL registry in a fresh
 PostgreSQL database, both throwaway) as in ``bench_server.py``; ``local`` is SQLite. ``wrk``'s
@@ -37,6 +45,7 @@ from synthetic import synthetic_bars
 
 SYMBOLS = [f"SYM{i:04d}" for i in range(100)]
 GOALS = {1: (1000.0, 10.0), 100: (100.0, 20.0)}  # basket -> (requests/s, p99 ms)
+OPEN_CLIENTS = {1: 20, 100: 10}  # h2load connections per basket size (the rate is split among them)
 LUA = """wrk.method = "POST"
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
@@ -83,6 +92,26 @@ def _wrk(port: int, script: str, args) -> tuple[str, float, int]:
     return out, rps, int(bad.group(1)) if bad else 0
 
 
+def _h2load(port: int, body: str, n: int, args) -> tuple[str, float, float, float, float, int]:
+    """Open loop at the goal's rate: (h2load's output, achieved requests/s, p50 ms, p99 ms, offered
+    requests/s, non-200 answers), latencies from h2load's per-request log."""
+    import numpy as np
+
+    rate, clients = GOALS[n][0], OPEN_CLIENTS[n]
+    with tempfile.TemporaryDirectory() as tmp:
+        data, log = Path(tmp) / "body.json", Path(tmp) / "requests.tsv"
+        data.write_text(body)
+        cmd = ["h2load", "--h1", f"-c{clients}", "-t1", f"--rps={rate / clients:g}", f"-D{args.duration}",
+               "--warm-up-time=2", "-d", str(data), "-H", "Content-Type: application/json",
+               f"--log-file={log}", f"http://127.0.0.1:{port}/get-online-features"]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration + 60).stdout
+        rows = [line.split("\t") for line in log.read_text().splitlines() if line.strip()]
+    status = np.array([int(r[1]) for r in rows])
+    lat_ms = np.array([int(r[2]) for r in rows]) / 1e3
+    p50, p99 = np.percentile(lat_ms, [50, 99]) if len(rows) else (float("nan"), float("nan"))
+    return out, len(rows) / args.duration, float(p50), float(p99), rate, int((status != 200).sum())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--duration", type=int, default=10, help="seconds per handler (max 60)")
@@ -90,11 +119,15 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2, help="server worker processes")
     ap.add_argument("--profile", choices=("postgres", "local"), default="postgres")
+    ap.add_argument("--no-open-loop", action="store_true", help="skip the h2load phase")
     args = ap.parse_args()
     if not 0 < args.duration <= 60 or not 0 < args.connections <= 64:
         ap.error("--duration must be 1..60 s and --connections 1..64 (a bounded test)")
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    if not args.no_open_loop and shutil.which("h2load") is None:
+        print("h2load is not installed: apt-get install -y nghttp2-client (or --no-open-loop)", file=sys.stderr)
         return 2
 
     from mt5lab.testing.sandbox import postgres_profile_env, serve_process
@@ -122,6 +155,12 @@ def main() -> int:
                     results[label, n] = (rps, _p99_ms(out), bad)
                     print(f"--- {label} ({'--feast-handler' if extra else 'default'}), {n} x 42; {_uptime()}")
                     print(out.rstrip())
+                    if not args.no_open_loop:
+                        out, rps, p50, p99, offered, bad = _h2load(port, body, n, args)
+                        results[label, n, "open"] = (rps, p50, p99, offered, bad)
+                        print(f"--- {label}, {n} x 42, h2load open loop at {offered:g} requests/s; {_uptime()}")
+                        print("\n".join(line for line in out.splitlines() if line.strip()
+                                        and not line.startswith(("progress:", "spawning", "Warm-up"))))
     print(f"{'symbols':>8}  {'handler':<16}{'req/s':>9}{'p99 ms':>9}{'non-200':>9}  goal")
     for n, (goal_rps, goal_p99) in GOALS.items():
         for label in ("mt5lab handler", "Feast handler"):
@@ -134,6 +173,19 @@ def main() -> int:
         ours, feast = results["mt5lab handler", n][0], results["Feast handler", n][0]
         ratio = f"{ours / feast:.1f}x" if feast > 0 else "n/a (Feast answered no request in time)"
         print(f"{n:>8}  requests/s mt5lab/Feast: {ratio}")
+    if not args.no_open_loop:
+        print(f"open loop (h2load --rps): {'symbols':>8}  {'handler':<16}{'offered':>9}{'achieved':>10}"
+              f"{'p50 ms':>9}{'p99 ms':>9}{'non-200':>9}  goal")
+        for n, (goal_rps, goal_p99) in GOALS.items():
+            for label in ("mt5lab handler", "Feast handler"):
+                rps, p50, p99, offered, bad = results[label, n, "open"]
+                verdict = ""
+                if label == "mt5lab handler":
+                    ok = rps >= 0.98 * offered and p99 <= goal_p99 and bad == 0
+                    verdict = f"{goal_rps:g} req/s at p99 <= {goal_p99:g} ms: {'met' if ok else 'NOT met'}"
+                print(f"{'':>26}{n:>8}  {label:<16}{offered:9.0f}{rps:10.1f}{p50:9.2f}{p99:9.2f}{bad:9d}  {verdict}")
+            ours, feast = results["mt5lab handler", n, "open"][2], results["Feast handler", n, "open"][2]
+            print(f"{'':>26}{n:>8}  p99 Feast/mt5lab at the same offered rate: {feast / ours:.1f}x")
     print(_uptime())
     return 0
 
