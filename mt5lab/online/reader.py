@@ -85,7 +85,9 @@ class OnlineReader:
         flat = [b for f in lay.floats for b in raw[f]]
         floats, float_null = doubles(flat)
         floats, float_null = floats.reshape(len(lay.floats), n), float_null.reshape(len(lay.floats), n)
-        ints = {f: integers(raw[f]) for f in lay.ints}
+        int_vals, int_null = integers([b for f in lay.ints for b in raw[f]])  # every int feature at once
+        int_vals, int_null = int_vals.reshape(len(lay.ints), n), int_null.reshape(len(lay.ints), n)
+        ints = {f: (int_vals[j], int_null[j]) for j, f in enumerate(lay.ints)}
         event_ts: dict[str, list] = {}
         status: dict[str, list] = {}
         usable = ("fresh", "expired") if keep_expired else ("fresh",)

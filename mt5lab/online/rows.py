@@ -18,6 +18,8 @@ dtypes included.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import pandas as pd
 from pandas.core.arrays import DatetimeArray, IntegerArray
@@ -30,6 +32,12 @@ STATUSES = ("fresh", "expired", "future", "missing")
 _RANK = {s: i for i, s in enumerate(STATUSES)}
 _NAT = np.iinfo(np.int64).min
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
+
+
+@lru_cache(maxsize=256)
+def _range(n: int) -> pd.RangeIndex:
+    """The row index of an ``n``-row frame (immutable, so frames of one size share it)."""
+    return pd.RangeIndex(n)
 
 
 def _lists(vals: np.ndarray, null: np.ndarray) -> list[list]:
@@ -159,7 +167,7 @@ class OnlineRows:
             text[1 + k] = self.status[v]
         text[-1] = self.row_status()
         blocks.append(NumpyBlock(text, lay.text_place, 2))
-        mgr = BlockManager(tuple(blocks), [lay.index, pd.RangeIndex(n)], verify_integrity=False)
+        mgr = BlockManager(tuple(blocks), [lay.index, _range(n)], verify_integrity=False)
         return pd.DataFrame._from_mgr(mgr, mgr.axes)
 
     to_df = to_pandas
