@@ -40,17 +40,30 @@ GIB = 2**30
 
 
 def _rss_peak() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """This process's own peak RSS in bytes: ``VmHWM`` of its address space (Linux). Not
+    ``ru_maxrss``: Linux carries that across ``execve`` from the forking parent (a child of a
+    7 GiB parent would report 7 GiB), while a fresh address space starts its ``VmHWM`` at zero."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: best effort
 
 
 class _ServerRss:
-    """Peak of the summed RSS of the PostgreSQL backends connected to ``database`` (Linux /proc,
-    sampled every 20 ms in a thread)."""
+    """Peak of the summed RSS of the PostgreSQL backends connected to ``database``, and their CPU
+    seconds (user + system; the load-independent server part of a run, up to the last 20 ms of
+    each backend) (Linux /proc, sampled every 20 ms in a thread)."""
 
     def __init__(self, database: str):
         import threading
 
         self.database, self.peak, self._stop, self._seen = database, 0, threading.Event(), {}
+        self.cpu_ticks: dict[str, int] = {}
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self.peak = self._sample()  # backends connected before the run: their CPU so far is known
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -58,14 +71,19 @@ class _ServerRss:
         total = 0
         for pid in (p for p in os.listdir("/proc") if p.isdigit()):
             try:
-                if pid not in self._seen:  # each process's command line is read once (cheap sampling)
+                mine = self._seen.get(pid)
+                if mine is None:  # command lines are read once per process (cheap sampling) ...
                     cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                    self._seen[pid] = cmd.startswith(b"postgres: ") and self.database.encode() in cmd
-                if not self._seen[pid]:
+                    mine = cmd.startswith(b"postgres: ") and self.database.encode() in cmd
+                    if mine or not cmd.startswith(b"postgres: "):  # ... except other postgres ones: a
+                        self._seen[pid] = mine  # new backend names its database once authenticated
+                if not mine:
                     continue
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1]) * 1024
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                self.cpu_ticks[pid] = int(stat[11]) + int(stat[12])  # utime + stime
             except OSError:
                 continue
         return total
@@ -78,6 +96,10 @@ class _ServerRss:
         self._stop.set()
         self._thread.join()
         return self.peak
+
+    def cpu_seconds(self, before: dict[str, int]) -> float:
+        """CPU seconds of the backends since ``before`` (a copy of :attr:`cpu_ticks`)."""
+        return sum(t - before.get(pid, 0) for pid, t in self.cpu_ticks.items()) / self._tick
 
 
 # --- child: one measured run ----------------------------------------------------------------------
@@ -92,6 +114,7 @@ def child(args: dict) -> None:
     if args.get("rows"):
         ent = ent.iloc[: args["rows"]].reset_index(drop=True)
     sampler = _ServerRss(PG_DATABASE) if args.get("server_rss") else None
+    srv_before = dict(sampler.cpu_ticks) if sampler else {}
     before = _rss_peak()
     t0, c0 = time.perf_counter(), time.process_time()
     if args.get("engine") == "feast":
@@ -102,7 +125,7 @@ def child(args: dict) -> None:
         out = training_set(ent, "mt5_v1", profile=args["profile"], to=args.get("to", "pandas"),
                            progress=False)
     secs, cpu = time.perf_counter() - t0, time.process_time() - c0
-    extra = {"server_rss": sampler.stop()} if sampler else {}
+    extra = {"server_rss": sampler.stop(), "server_cpu": sampler.cpu_seconds(srv_before)} if sampler else {}
     if args.get("save"):
         if isinstance(out, pd.DataFrame):
             out.to_parquet(args["save"])
@@ -333,18 +356,19 @@ def main() -> None:
                 ctx.__exit__(None, None, None)
 
     print()
-    head = (f"{'profile':9} {'run':30} {'rows':>9} {'seconds':>8} {'cpu s':>7} {'peak RSS':>9} {'server':>8} "
+    head = (f"{'profile':9} {'run':30} {'rows':>9} {'seconds':>8} {'cpu s':>7} {'peak RSS':>9} {'server RSS, cpu':>15} "
             f"{'vs baseline':>24} {'goal':>18} {'met':>4}  check")
     print(head)
     print("-" * len(head))
     for p, w, r, vs, goal, met, check in results:
-        srv = f"{r['server_rss'] / GIB:.2f}Gi" if "server_rss" in r else ""
+        srv = f"{r['server_rss'] / GIB:.2f}Gi {r['server_cpu']:.1f}s" if "server_rss" in r else ""
         print(f"{p:9} {w:30} {r['rows']:>9,} {r['seconds']:>8.3f} {r.get('cpu', float('nan')):>7.2f} "
-              f"{r['rss_peak'] / GIB:>7.2f}Gi {srv:>8} {vs:>24} {goal:>18} {'' if met is None else 'yes' if met else 'NO':>4}"
+              f"{r['rss_peak'] / GIB:>7.2f}Gi {srv:>15} {vs:>24} {goal:>18} {'' if met is None else 'yes' if met else 'NO':>4}"
               f"  {check}")
     print("\ncpu s: the measured process's CPU time (all threads; 2 cores here), the load-independent part of\n"
-          "a run. peak RSS: the measured process (ru_maxrss); server: the peak sum of the RSS of the\n"
-          "PostgreSQL backends serving it (sampled every 20 ms). vs baseline: baseline seconds / ours, same run.\n"
+          "a run. peak RSS: the measured process's own (VmHWM of its fresh interpreter); server: the peak sum of the RSS of the\n"
+          "PostgreSQL backends serving it and their CPU seconds (sampled every 20 ms). vs baseline: baseline seconds /\n"
+          "ours, same run.\n"
           "Machine load (1/5/15 min) at the end:", os.getloadavg())
 
 

@@ -133,6 +133,81 @@ def test_binary_copy_reader_against_literals(pg):
         binary_array(fields[0], 8, ">i8")
 
 
+def test_binary_copy_reader_any_split_of_the_stream(pg):
+    """The reader gives the same literal values whether a tuple arrives in one chunk (as
+    PostgreSQL sends it) or split anywhere (header, length words and values cut in pieces)."""
+    from mt5lab.storage.pg_copy import binary_array, binary_tuples
+
+    q = ("COPY (SELECT g, ARRAY[g * 0.25, -g * 1e300]::float8[], ARRAY[g, 9007199254740993 - g]::int8[] "
+         "FROM generate_series(1, 4) g) TO STDOUT (FORMAT binary)")
+    with pg["store"].connect() as conn, conn.cursor() as cur, cur.copy(q) as cp:
+        stream = b"".join(bytes(c) for c in cp)
+    for size in (1, 3, 7, 40, len(stream)):
+        chunks = [stream[i:i + size] for i in range(0, len(stream), size)]
+        got = [[bytes(f) for f in fields] for fields in binary_tuples(iter(chunks))]
+        assert len(got) == 4, size
+        for g, fields in enumerate(got, start=1):
+            assert int.from_bytes(fields[0], "big") == g
+            assert binary_array(fields[1], 8, ">f8")[0].tolist() == [g * 0.25, -g * 1e300]
+            assert binary_array(fields[2], 8, ">i8")[0].tolist() == [g, 9007199254740993 - g]
+    with pg["store"].connect() as conn, conn.cursor() as cur, \
+            cur.copy("COPY (SELECT ARRAY[1, 2]::int4[]) TO STDOUT (FORMAT binary)") as cp:
+        (fields,) = list(binary_tuples(cp))
+    with pytest.raises(ValueError, match="8 bytes"):
+        binary_array(fields[0], 8, ">i8")
+
+
+@pytest.fixture(scope="module")
+def local_store(tmp_path_factory):
+    """The synthetic D1 store of tests/test_training.py on the local profile."""
+    from mt5lab.feast_repo import store as store_mod
+    from mt5lab.features.build import feature_rows
+    from mt5lab.storage import open_store
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("pit_local_fast") / "data"))
+    mp.delenv("MT5LAB_PROFILE", raising=False)
+    mp.delenv("MT5LAB_PIT_MIRROR", raising=False)
+    store_mod._STORES.clear()
+    try:
+        bars = pl.concat([synthetic_bars(s, **kw) for s, kw in SYNTH.items()])
+        store = open_store("local")
+        with store.lock():
+            store.write_bars(bars)
+            store.write_features("D1", feature_rows(bars, "D1"))
+        yield {"store": store, "bars": bars}
+    finally:
+        store_mod._STORES.clear()
+        mp.undo()
+
+
+def test_mirror_search_key_path_equals_the_read_features_path(local_store, monkeypatch):
+    """The mirror's precomputed search key (every kind of decision time: before the first bar, past
+    ttl expiry, unknown symbols, duplicates) gives the frame of the plain read_features path,
+    which tests/test_training.py checks against Feast; sub-microsecond times take the generic
+    search and agree too."""
+    import pandas as pd
+
+    from mt5lab.training import pit, pit_mirror
+
+    edf = random_entities(local_store["bars"], 17, n=400)
+    sub_us = edf.assign(event_timestamp=edf["event_timestamp"] + pd.to_timedelta(
+        np.arange(len(edf)) % 3 * 499, unit="ns"))  # 0, 499, 998 ns past the microsecond
+    monkeypatch.setenv("MT5LAB_PIT_MIRROR", "0")
+    plain = [training_set(f, profile="local", progress=False) for f in (edf, sub_us)]
+    monkeypatch.setenv("MT5LAB_PIT_MIRROR", "1")
+    d = pit_mirror.mirror_dir(local_store["store"], "D1")
+    assert pit_mirror.search_key(d) is not None
+    generic = pit.match_rows
+    monkeypatch.setattr(pit, "match_rows", lambda *a: pytest.fail("search key not used"))
+    fast = training_set(edf, profile="local", progress=False)
+    pd.testing.assert_frame_equal(fast, plain[0], check_exact=True)
+    assert fast.iloc[:, 3:].isna().all(axis=1).any() and fast["close"].notna().any()  # both kinds
+    monkeypatch.setattr(pit, "match_rows", generic)
+    pd.testing.assert_frame_equal(training_set(sub_us, profile="local", progress=False), plain[1],
+                                  check_exact=True)
+
+
 def test_symbol_runs_only_for_keys_in_the_stores_order():
     from mt5lab.training.pit_mirror import symbol_runs
 

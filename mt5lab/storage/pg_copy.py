@@ -134,16 +134,20 @@ def copy_out(cur, query: sql.Composable, params, schema: dict[str, pl.DataType])
     )
 
 
-def binary_tuples(chunks) -> Iterator[list[bytes | None]]:
+def binary_tuples(chunks) -> Iterator[list[memoryview | None]]:
     """The tuples of a binary ``COPY ... TO STDOUT (FORMAT binary)`` stream, each a list of its
-    fields' bytes (None for a null), from the stream's chunks in any split. Memory: one tuple."""
-    buf, off, header, done = bytearray(), 0, False, False
+    fields' bytes (read-only memoryviews into the stream's chunks, None for a null), from the
+    stream's chunks in any split. No copy when a chunk holds whole tuples (PostgreSQL sends one
+    tuple per message); a tuple split over chunks is joined once. Memory: one tuple."""
+    rest, header, done = b"", False, False
     for chunk in chunks:  # read to the end even after the trailer: the connection must see it
         if done:
             continue
-        buf += chunk
+        buf = memoryview(bytes(rest) + bytes(chunk) if rest else chunk).cast("B")
+        off = 0
         if not header:
             if len(buf) < len(HEADER):
+                rest = bytes(buf)
                 continue
             if bytes(buf[:11]) != HEADER[:11]:
                 raise ValueError("not a binary COPY stream")
@@ -160,15 +164,14 @@ def binary_tuples(chunks) -> Iterator[list[bytes | None]]:
             for _ in range(int.from_bytes(buf[off:off + 2], "big")):
                 n = int.from_bytes(buf[pos:pos + 4], "big", signed=True)
                 pos += 4
-                fields.append(None if n < 0 else bytes(buf[pos:pos + n]))
+                fields.append(None if n < 0 else buf[pos:pos + n])
                 pos += max(n, 0)
             off = end
             yield fields
-        del buf[:off]
-        off = 0
+        rest = bytes(buf[off:]) if off < len(buf) and not done else b""
 
 
-def _tuple_end(buf: bytearray, off: int) -> int | None:
+def _tuple_end(buf, off: int) -> int | None:
     """End offset of the tuple at ``off``, -1 at the trailer, None if not all of it is in ``buf``."""
     if len(buf) < off + 2:
         return None
@@ -183,9 +186,11 @@ def _tuple_end(buf: bytearray, off: int) -> int | None:
     return pos if len(buf) >= pos else None
 
 
-def binary_array(field: bytes, width: int, dtype: str) -> tuple[np.ndarray, tuple[int, ...]]:
+def binary_array(field, width: int, dtype: str) -> tuple[np.ndarray, tuple[int, ...]]:
     """The elements of a binary PostgreSQL array of fixed-``width`` values without nulls (``dtype``,
-    e.g. ``">f8"``, in row-major order) and its shape. An array with a null raises ValueError."""
+    e.g. ``">f8"``, in row-major order) and its shape. The elements are a read-only strided view
+    of ``field`` (no copy; assigning it into a native array byte-swaps in the same pass). An array
+    with a null, or an element of another width, raises ValueError."""
     head = np.frombuffer(field, ">i4", 3)
     ndim, hasnull = int(head[0]), int(head[1])
     if hasnull:
@@ -195,5 +200,9 @@ def binary_array(field: bytes, width: int, dtype: str) -> tuple[np.ndarray, tupl
     dims = np.frombuffer(field, ">i4", 2 * ndim, 12)[::2]
     shape = tuple(int(d) for d in dims)
     size = int(np.prod(shape))
-    body = np.frombuffer(field, np.uint8, size * (4 + width), 12 + 8 * ndim).reshape(size, 4 + width)
-    return body[:, 4:].copy().view(dtype).ravel(), shape
+    if len(field) != 12 + 8 * ndim + size * (4 + width) or np.dtype(dtype).itemsize != width:
+        raise ValueError(f"array elements are not {width} bytes wide")
+    body = np.frombuffer(field, np.dtype([("n", ">i4"), ("v", dtype)]), size, 12 + 8 * ndim)
+    if (body["n"] != width).any():
+        raise ValueError(f"array elements are not {width} bytes wide")
+    return body["v"], shape

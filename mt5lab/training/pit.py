@@ -137,14 +137,46 @@ def match_rows(keys: pl.DataFrame, store_keys: pl.DataFrame, uniq: pl.Series, sp
         found[j[_ROW].to_numpy()[got]] = True
     fts = rt[posc]
     ok = found & (fts >= lt - int(span / timedelta(microseconds=1)) * per_us)  # Feast: t - ttl <= ts
-    ridx = store_keys[_RIDX].to_numpy()[posc]
-    out = pl.DataFrame({"idx": ridx, "fts": fts // per_us, "ok": ok}).select(
+    return _matches(store_keys[_RIDX].to_numpy()[posc], fts // per_us, ok, order)
+
+
+def _matches(ridx: np.ndarray, fts: np.ndarray, ok: np.ndarray, order: np.ndarray | None) -> pl.DataFrame:
+    """:func:`match_rows`'s frame from per-entity-row arrays (store row, its event time in
+    microseconds, whether it is the match) and the (symbol, time) order of the rows."""
+    n = len(ok)
+    out = pl.DataFrame({"idx": ridx, "fts": fts, "ok": ok}).select(
         pl.when("ok").then(pl.col("idx")).alias("idx"), pl.when("ok").then(pl.col("fts")).alias("fts"))
     if out.height != n:
         raise MaxLossExceeded(f"point-in-time join returned {out.height} rows for {n} entity rows")
     if order is not None:  # rows by (symbol, time): their store positions ascend, a gather order
         out = out.with_columns(pl.Series("order", order, dtype=pl.UInt32))
     return out
+
+
+def _match_by_search_key(keys: pl.DataFrame, uniq: pl.Series, search, rt: np.ndarray,
+                         span: timedelta) -> pl.DataFrame | None:
+    """:func:`match_rows` over the mirror's precomputed search key (:func:`pit_mirror.search_key`):
+    the same backward as-of search, with no pass over the table's five million rows. ``rt``: the
+    mirror's event times, int64 microseconds. None (use :func:`match_rows`) for entity times
+    finer than microseconds."""
+    skey, base, width = search
+    t = keys[_T]
+    if t.dtype.time_unit == "ns" and not (t.dt.nanosecond() % 1000 == 0).all():
+        return None
+    lcode = keys[_SYM].replace_strict(uniq, pl.int_range(uniq.len(), dtype=pl.UInt32, eager=True),
+                                      default=None, return_dtype=pl.UInt32)
+    known = lcode.is_not_null().to_numpy()
+    lc = lcode.fill_null(0).to_numpy().astype(np.int64)
+    lt = t.dt.cast_time_unit("us").dt.epoch("us").to_numpy()
+    lkey = lc * width + (np.clip(lt, base, base + width - 1) - base)
+    order = np.argsort(lkey)  # sorted queries: searchsorted walks memory forward
+    pos = np.empty(len(lt), dtype=np.int64)
+    pos[order] = np.searchsorted(skey, lkey[order], side="right") - 1
+    posc = np.clip(pos, 0, None)
+    found = known & (pos >= 0) & (skey[posc] // width == lc)
+    fts = rt[posc]
+    ok = found & (fts >= lt - int(span / timedelta(microseconds=1)))  # Feast: t - ttl <= ts
+    return _matches(posc.astype(np.uint32), fts, ok, order)
 
 
 def _gather_plan(m: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
@@ -159,10 +191,16 @@ def _gather_plan(m: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
 
 
 def _gather(frame: pl.DataFrame, feats, gidx: pl.Series, inv: pl.Series) -> pl.DataFrame:
-    """``frame``'s feature columns at ``gidx`` (ascending), permuted to entity order by ``inv``;
-    one ``select`` so polars gathers the columns in parallel, each column's two gathers back to
-    back (its intermediate is still in cache for the permutation)."""
-    return frame.select(pl.col(f.name).gather(gidx).gather(inv).cast(_dtype(f)) for f in feats)
+    """``frame``'s feature columns at ``gidx`` (ascending; null: no match), permuted to entity order
+    by ``inv``; one ``select`` so polars gathers the columns in parallel, each column's two gathers
+    back to back (its intermediate is still in cache for the permutation). Unmatched rows are
+    gathered at row 0, then nulled by one mask: a gather by a null-free index is ~30% cheaper."""
+    misses = gidx.null_count()
+    if misses == 0 or frame.height == 0:
+        return frame.select(pl.col(f.name).gather(gidx).gather(inv).cast(_dtype(f)) for f in feats)
+    hit, g0 = pl.lit(gidx.is_not_null().gather(inv)), gidx.fill_null(0)
+    out = frame.select(pl.col(f.name).gather(g0).gather(inv).cast(_dtype(f)) for f in feats)
+    return out.select(pl.when(hit).then(pl.col(f.name)).alias(f.name) for f in feats)
 
 
 def _batches(selection: Selection, rows: int) -> list[list]:
@@ -193,10 +231,11 @@ def point_in_time(keys: pl.DataFrame, store, timeframe: str, selection: Selectio
     if n == 0:
         return _empty(selection)
     span = ttl(tf)
-    from mt5lab.training import pit_sql
+    if getattr(store, "profile", None) == "postgres":  # pit_sql imports psycopg (~0.1 s): only here
+        from mt5lab.training import pit_sql
 
-    if pit_sql.supports(store) and n <= pit_sql.LATERAL_MAX_ROWS:
-        return pit_sql.point_in_time_sql(keys, store, tf, selection)
+        if pit_sql.supports(store) and n <= pit_sql.LATERAL_MAX_ROWS:
+            return pit_sql.point_in_time_sql(keys, store, tf, selection)
 
     if pit_mirror.enabled(store):
         return _from_mirror(keys, store, tf, selection, span)
@@ -233,18 +272,25 @@ def _from_mirror(keys: pl.DataFrame, store, tf: str, selection: Selection, span:
     if d is None:
         return _empty(selection, n)
     runs = pit_mirror.runs(d)
+    m = None
     if runs is None:
         skeys, uniq, raw = _keys_from_frame(pit_mirror.read(d))
     else:  # the contract was checked at build time: codes straight from the runs
-        k = pit_mirror.read(d)
+        k = pit_mirror.read(d, keys=(_T,))
         raw, uniq = k.height, runs["symbol"]
-        code = np.repeat(np.arange(runs.height, dtype=np.uint32), runs["len"].to_numpy())
-        skeys = pl.DataFrame({"code": code, _FTS: k[_T], _RIDX: np.arange(raw, dtype=np.uint32)})
-    if skeys.height == 0:
-        return _empty(selection, n)
-    m = match_rows(keys, skeys, uniq, span)
+        search = pit_mirror.search_key(d)
+        if search is not None and len(search[0]) == raw and 0 < raw < 2**32:
+            rt = k[_T].dt.cast_time_unit("us").to_physical().to_numpy()
+            m = _match_by_search_key(keys, uniq, search, rt, span)
+        if m is None:
+            code = np.repeat(np.arange(runs.height, dtype=np.uint32), runs["len"].to_numpy())
+            skeys = pl.DataFrame({"code": code, _FTS: k[_T], _RIDX: np.arange(raw, dtype=np.uint32)})
+    if m is None:
+        if skeys.height == 0:
+            return _empty(selection, n)
+        m = match_rows(keys, skeys, uniq, span)
     gidx, inv = _gather_plan(m)
-    table = pit_mirror.read(d, [f.name for f in selection.features])
+    table = pit_mirror.read(d, [f.name for f in selection.features], keys=(_T,))
     if table.height != raw:
         raise StoreError(f"feature mirror {d} is inconsistent (rows differ); delete it and retry")
     out = _gather(table, selection.features, gidx, inv)

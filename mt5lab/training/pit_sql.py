@@ -71,8 +71,10 @@ def _query(timeframe: str, floats: tuple[str, ...], ints: tuple[str, ...]) -> sq
     names = floats + ints
     cols = sql.SQL(", ").join(sql.SQL("c.{}").format(ident(c)) for c in names)
     fcol = lambda c: sql.SQL("f.{}").format(ident(c))  # noqa: E731
-    mask = sql.SQL(" | ").join(sql.SQL("((f.{} IS NULL)::int4::int8 << {})").format(ident(c), sql.Literal(i))
-                               for i, c in enumerate(names))
+    # bit i set where column i is null; distinct powers of two, so + is |, and a CASE per column
+    # costs one operator call where (x IS NULL)::int4::int8 << i cost four (~6% of the query)
+    mask = sql.SQL(" + ").join(sql.SQL("CASE WHEN f.{} IS NULL THEN {}::int8 ELSE 0::int8 END").format(
+        ident(c), sql.Literal(1 << i)) for i, c in enumerate(names))
     aggs = [sql.SQL("array_agg(k.pos)"), sql.SQL("array_agg(coalesce(f.event_timestamp, '-infinity'))"),
             sql.SQL("array_agg(coalesce(f.time, '-infinity'))"),
             sql.SQL("array_agg(CASE WHEN num_nulls({}) = 0 THEN 0::int8 ELSE {} END)").format(
@@ -89,9 +91,10 @@ def _query(timeframe: str, floats: tuple[str, ...], ints: tuple[str, ...]) -> sq
         aggs=sql.SQL(", ").join(aggs), keys=_KEYS, cols=cols, table=table)
 
 
-def _run_part(store, frame: pl.DataFrame, query, params: dict, out: dict) -> None:
-    """Join the entity rows of ``frame`` (``grp, pos, symbol, t``) on one connection; write the
-    arrays into ``out`` at their ``pos`` (a contiguous block per group: a copy, not a scatter)."""
+def _run_part(store, frame: pl.DataFrame, query, params: dict, out: dict, rows_of: np.ndarray) -> None:
+    """Join the entity rows of ``frame`` (``grp, pos, symbol, t``) on one connection; scatter the
+    arrays into ``out`` at the entity rows ``rows_of[pos]`` (feature matrices ``(columns, rows)``:
+    each output column contiguous in entity order, no permutation pass afterwards)."""
     from mt5lab.storage.pg_copy import binary_array, binary_tuples, copy_in
 
     with store.connect() as conn, conn.cursor() as cur, conn.transaction():
@@ -105,17 +108,32 @@ def _run_part(store, frame: pl.DataFrame, query, params: dict, out: dict) -> Non
         cur.execute("SET LOCAL enable_memoize = off")  # (symbol, t) hardly ever repeats
         with cur.copy(sql.SQL("COPY ({}) TO STDOUT (FORMAT binary)").format(query), params) as cp:
             for fields in binary_tuples(cp):
-                pos = binary_array(fields[1], 8, ">i8")[0].astype(np.int64)
-                out["seen"][pos] += 1
-                if len(pos) and pos[-1] - pos[0] + 1 == len(pos) and bool((np.diff(pos) == 1).all()):
-                    pos = slice(int(pos[0]), int(pos[0]) + len(pos))  # the usual case
+                rows = rows_of[binary_array(fields[1], 8, ">i8")[0]]
+                out["seen"][rows] += 1
                 for name, i in (("fts", 2), ("ftime", 3), ("mask", 4)):
-                    out[name][pos] = binary_array(fields[i], 8, ">i8")[0]
+                    out[name][rows] = binary_array(fields[i], 8, ">i8")[0]
                 i = 5
                 for name, dtype in (("f", ">f8"), ("i", ">i8")):
-                    if out[name].shape[1]:
-                        out[name][pos] = binary_array(fields[i], 8, dtype)[0].reshape(-1, out[name].shape[1])
+                    width = out[name].shape[0]
+                    if width:
+                        out[name][:, rows] = binary_array(fields[i], 8, dtype)[0].reshape(-1, width).T
                         i += 1
+
+
+def _probe_order(symbol: pl.Series, t_us: pl.Series) -> np.ndarray:
+    """Entity rows ordered by (symbol, time), int64: the probes then walk the primary key forward.
+    Any such order is correct (results go back by position); one sort of an integer key ``symbol
+    code * width + time`` where it fits in 62 bits (3x faster than sorting the strings)."""
+    uniq = symbol.unique().sort()
+    us = t_us.dt.epoch("us")
+    lo, hi = us.min(), us.max()
+    width = (hi - lo + 1) if lo is not None else 1
+    if width * max(uniq.len(), 1) >= 2**62:  # pragma: no cover - centuries of microseconds
+        frame = pl.DataFrame({"s": symbol, "t": t_us}).with_row_index("i").sort("s", "t")
+        return frame["i"].to_numpy().astype(np.int64)
+    code = symbol.replace_strict(uniq, pl.int_range(uniq.len(), dtype=pl.Int64, eager=True),
+                                 return_dtype=pl.Int64)
+    return (code * width + (us - lo)).arg_sort().to_numpy().astype(np.int64)
 
 
 def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Selection) -> pl.DataFrame:
@@ -131,12 +149,12 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
     floats = [f.name for f in feats if f.dtype == "Float64"]
     ints = [f.name for f in feats if f.dtype != "Float64"]
     t_us = keys["event_timestamp"].dt.cast_time_unit("us")
-    perm = pl.DataFrame({"s": keys["symbol"], "t": t_us}).with_row_index("i").sort("s", "t")["i"].to_numpy()
+    perm = _probe_order(keys["symbol"], t_us)  # sorted position -> entity row
     pos = np.arange(n, dtype=np.int64)
     frame = pl.DataFrame({"grp": pos // GROUP_ROWS, "pos": pos, "symbol": keys["symbol"].gather(perm),
                           "t": t_us.gather(perm)})
     out = {"seen": np.zeros(n, np.int8), "fts": np.empty(n, np.int64), "ftime": np.empty(n, np.int64),
-           "mask": np.empty(n, np.int64), "f": np.empty((n, len(floats))), "i": np.empty((n, len(ints)), np.int64)}
+           "mask": np.empty(n, np.int64), "f": np.empty((len(floats), n)), "i": np.empty((len(ints), n), np.int64)}
     query = _query(tf, tuple(floats), tuple(ints))
     params = {"step": step, "win": span + step}
     parts = CONNECTIONS if n >= PARALLEL_MIN_ROWS else 1
@@ -144,7 +162,7 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
     cuts = [min(n, (groups * i // parts) * GROUP_ROWS) for i in range(parts + 1)]
     try:
         with ThreadPoolExecutor(parts) as pool:
-            futures = [pool.submit(_run_part, store, frame.slice(a, b - a), query, params, out)
+            futures = [pool.submit(_run_part, store, frame.slice(a, b - a), query, params, out, perm)
                        for a, b in zip(cuts[:-1], cuts[1:], strict=True) if b > a]
             for f in futures:
                 f.result()
@@ -157,10 +175,6 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
     found = out["fts"] != _NO_ROW
     if (out["fts"][found] != out["ftime"][found] + step // _US).any():
         return point_in_time_exact(keys, store, tf, selection)  # a row breaks the availability rule
-    inv = np.empty(n, np.int64)
-    inv[perm] = np.arange(n)  # entity row r sits at position inv[r] of the sorted frame
-    out = {k: v[inv] for k, v in out.items() if k in ("fts", "mask", "f", "i")}  # whole rows, one pass each
-    found = found[inv]
     t = keys["event_timestamp"]
     per_us = 1000 if t.dtype.time_unit == "ns" else 1  # the lower bound at the entity's precision
     lt = t.dt.epoch("ns" if per_us == 1000 else "us").to_numpy()
@@ -169,7 +183,7 @@ def point_in_time_sql(keys: pl.DataFrame, store, timeframe: str, selection: Sele
     mask = out["mask"]
     cols, nulls = {}, {}
     for j, name in enumerate(floats + ints):
-        cols[name] = np.ascontiguousarray(out["f"][:, j] if j < len(floats) else out["i"][:, j - len(floats)])
+        cols[name] = out["f"][j] if j < len(floats) else out["i"][j - len(floats)]
         nulls[f"__null{j}"] = ~ok | ((mask >> j) & 1).astype(bool)
     got = pl.DataFrame(cols | nulls)
     return got.select(pl.when(~pl.col(f"__null{j}")).then(pl.col(name)).alias(name)
