@@ -85,6 +85,23 @@ def test_nulls_are_counted_and_handled_per_model():
         assert estimators.native_importance(model, kind, 3).argmax() == 1
 
 
+def test_a_rows_prediction_does_not_depend_on_the_rest_of_the_batch():
+    """Bit for bit, whatever else is predicted with it: one symbol online equals the same row in an
+    offline batch (BLAS sums one row and many rows in different orders: not allowed to show)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(300, 42))
+    X[::7, 5] = np.nan
+    y = X[:, :5].sum(axis=1) + rng.normal(0, 0.1, 300)
+    for kind in ("lightgbm", "linear"):
+        model, _ = estimators.fit(kind, X, y)
+        batch = estimators.predict(model, X)
+        alone = np.array([estimators.predict(model, X[i:i + 1])[0] for i in range(len(X))])
+        pairs = np.array([estimators.predict(model, X[[i, (i + 1) % len(X)]])[0] for i in range(len(X))])
+        assert (alone == batch).all() and (pairs == batch).all(), kind
+        if kind == "linear":  # still the ridge prediction, to round-off
+            np.testing.assert_allclose(batch, model.predict(X), rtol=1e-12, atol=1e-12)
+
+
 def test_evaluate_refuses_a_negative_or_missing_cost_and_no_shuffles():
     from mt5lab.errors import TrainingSetError
     from mt5lab.model.evaluate import evaluate

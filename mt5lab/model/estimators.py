@@ -97,8 +97,25 @@ def fit(kind: str, X: np.ndarray, y: np.ndarray, seed: int = 0, params: dict | N
 
 
 def predict(model, X: np.ndarray) -> np.ndarray:
-    """Predictions for every row of ``X`` (nulls handled as in fitting)."""
-    return np.asarray(model.predict(np.where(np.isfinite(X), X, np.nan)), dtype=float)
+    """Predictions for every row of ``X`` (rows x features, float64; nulls handled as in fitting),
+    shape ``(rows,)``.
+
+    A row's prediction does not depend on the other rows of ``X``, bit for bit, so the online
+    prediction of one symbol equals the offline one of a whole backtest. LightGBM sums each row's
+    trees on its own. The linear model's last step is computed here, not by scikit-learn's
+    ``X @ coef_``: BLAS picks a different kernel for one row and for many (``ddot`` against
+    ``dgemv``, chosen per CPU), whose sums differ in the last bit. Here each row is multiplied by the
+    coefficients and summed along the row (numpy's pairwise sum, the same for every row), plus the
+    intercept: the ridge prediction ``intercept_ + sum_j x_j coef_j`` on the imputed, standardized
+    features.
+    """
+    X = np.where(np.isfinite(X), X, np.nan)
+    final = model[-1] if hasattr(model, "steps") else None
+    coef = getattr(final, "coef_", None)
+    if coef is not None and np.ndim(coef) == 1:
+        Z = np.ascontiguousarray(model[:-1].transform(X), dtype=float)
+        return np.add.reduce(Z * np.asarray(coef, dtype=float), axis=1) + float(final.intercept_)
+    return np.asarray(model.predict(X), dtype=float)
 
 
 def native_importance(model, kind: str, n_features: int) -> np.ndarray:
