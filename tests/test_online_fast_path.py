@@ -108,6 +108,11 @@ def test_every_output_is_feasts_answer(stored):
         cols[f"{v}__status"] = status[v]
     cols["status"] = rows.row_status()
     pd.testing.assert_frame_equal(got, pd.DataFrame(cols), check_exact=True)
+    # Each frame has its own axes: renaming one frame's index or columns leaves the next frame's alone.
+    got.index.name, got.columns.name = "row", "column"
+    again = online_features(BASKET, now=now)
+    assert again.index.name is None and again.columns.name is None
+    got.index.name = got.columns.name = None
     # A frame from blocks behaves as any other: consolidation, copies, row selection.
     assert got.copy()._mgr.nblocks <= got._mgr.nblocks and got.iloc[[0, 3]]["close"].nunique() == 1
 
@@ -233,10 +238,12 @@ def test_server_body_composed_from_parts_is_the_whole_encoded(stored):
 
 
 @pytest.mark.services
-def test_redis_reader_keeps_a_connection_per_thread_and_process(tmp_path, monkeypatch):
-    """Redis: each thread keeps one pooled connection across reads; a connection the server killed
-    is replaced within the read; an error reply drops the connection (no unread reply stays on it);
-    a forked child reads on its own socket, never its parent's."""
+def test_redis_reader_keeps_the_main_threads_connection_only(tmp_path, monkeypatch):
+    """Redis: the main thread keeps one pooled connection across reads; a connection the server
+    killed is replaced within the read; an error reply drops the connection (no unread reply stays
+    on it); other threads check one out per read and give it back (30 short-lived threads leave no
+    connection behind); a forked child reads on its own socket, never its parent's; a reader that
+    goes gives its connection back."""
     import os
     import threading
 
@@ -266,7 +273,7 @@ def test_redis_reader_keeps_a_connection_per_thread_and_process(tmp_path, monkey
             return r.read(["GOOG"], now=now).values["close"][0]
 
         def port() -> int:
-            return r._reads._held.conn._sock.getsockname()[1]
+            return r._reads._kept[0]._sock.getsockname()[1]
 
         assert close() == want
         first = port()
@@ -281,20 +288,27 @@ def test_redis_reader_keeps_a_connection_per_thread_and_process(tmp_path, monkey
         admin.set(key, b"not a hash")
         with pytest.raises(ResponseError, match="WRONGTYPE"):
             close()
-        assert r._reads._held.conn is None  # dropped with the error reply
+        assert r._reads._kept == []  # dropped with the error reply
         admin.restore(key, 0, saved, replace=True)
         assert close() == want
 
-        ports: dict[str, int] = {}
+        def clients() -> int:
+            return len(admin.client_list())
+
+        pool = r._reads.client.connection_pool
+        seen: list = []
 
         def in_thread():
-            assert close() == want
-            ports["thread"] = port()
+            seen.append(close())
 
-        t = threading.Thread(target=in_thread)
-        t.start()
-        t.join()
-        assert ports["thread"] != port()
+        close()
+        before = clients()
+        for _ in range(30):  # threads come and go, as a server's worker pool's do
+            t = threading.Thread(target=in_thread)
+            t.start()
+            t.join()
+        assert seen == [want] * 30
+        assert clients() <= before + 1 and len(pool._in_use_connections) == 1  # the main thread's only
 
         parent = port()
         read_end, write_end = os.pipe()
@@ -311,4 +325,11 @@ def test_redis_reader_keeps_a_connection_per_thread_and_process(tmp_path, monkey
         os.close(read_end)
         assert ok == "1" and int(child) != parent
         assert close() == want and port() == parent  # the parent's socket is untouched
+
+        import gc
+
+        reset_caches()  # the reader goes: its kept connection goes back to the pool
+        r = None
+        gc.collect()
+        assert len(pool._in_use_connections) == 0
     reset_caches()

@@ -18,8 +18,6 @@ dtypes included.
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import pandas as pd
 from pandas.core.arrays import DatetimeArray, IntegerArray
@@ -34,10 +32,9 @@ _NAT = np.iinfo(np.int64).min
 _UTC_NS = pd.DatetimeTZDtype("ns", "UTC")
 
 
-@lru_cache(maxsize=256)
 def _range(n: int) -> pd.RangeIndex:
-    """The row index of an ``n``-row frame (immutable, so frames of one size share it)."""
-    return pd.RangeIndex(n)
+    """A new row index of an ``n``-row frame (its own object: a caller may rename it)."""
+    return pd.RangeIndex._simple_new(range(n))
 
 
 def _lists(vals: np.ndarray, null: np.ndarray) -> list[list]:
@@ -167,7 +164,9 @@ class OnlineRows:
             text[1 + k] = self.status[v]
         text[-1] = self.row_status()
         blocks.append(NumpyBlock(text, lay.text_place, 2))
-        mgr = BlockManager(tuple(blocks), [lay.index, _range(n)], verify_integrity=False)
+        # Each frame gets its own Index objects (a caller may rename its frame's axes); the column
+        # index is a view of the layout's, sharing its immutable values and lookup engine.
+        mgr = BlockManager(tuple(blocks), [lay.index._view(), _range(n)], verify_integrity=False)
         return pd.DataFrame._from_mgr(mgr, mgr.axes)
 
     to_df = to_pandas

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from datetime import datetime
 
 from mt5lab.online.decode import Stamps
@@ -49,13 +50,23 @@ class _FeastReads:
         return stamps, raw
 
 
+def _give_back(pool, kept: list) -> None:
+    """Return a kept connection to its pool (this process's only; best effort at exit)."""
+    if kept and kept[1] == os.getpid():
+        try:
+            pool.release(kept[0])
+        except Exception:  # interpreter shutdown: the socket closes with the process
+            pass
+        kept.clear()
+
+
 class _RedisReads:
     """One pipelined HMGET per symbol for every field of every view (Feast's layout).
 
     Each symbol's ``HMGET key field...`` command is packed once (RESP bytes, by redis-py's own
     ``Connection.pack_command``) and cached, so a basket read is one ``sendall`` of the joined
     commands and one reply per symbol read back on the same connection (hiredis parses them): one
-    round trip, no per-call command packing. Each thread keeps one connection of Feast's pool
+    round trip, no per-call command packing. The main thread keeps one connection of Feast's pool
     (:meth:`_connection`). A connection error drops the connection and retries once on a new one (a
     read has no side effects); any other error drops the connection too, so no unread reply is left
     on it.
@@ -76,7 +87,9 @@ class _RedisReads:
             pos += 1 + len(feats)
         self._packed: dict[str, bytes] = {}
         self._stamps = Stamps()
-        self._held = threading.local()
+        self._kept: list = []  # [connection, pid] of the main thread (see _connection)
+        # Given back to the pool when this reader goes (a new profile, clear_cache()).
+        weakref.finalize(self, _give_back, self.client.connection_pool, self._kept)
 
     def packed(self, symbol: str, conn) -> bytes:
         p = self._packed.get(symbol)
@@ -89,39 +102,48 @@ class _RedisReads:
         return p
 
     def _connection(self):
-        """This thread's connection: taken from Feast's pool once and kept (per thread and process),
-        so a read skips the pool's checkout (a lock, counters and a non-blocking ``recv`` probing
-        the socket for stray data, which costs as much as the read's own round trip)."""
-        held = self._held
-        conn = getattr(held, "conn", None)
-        if conn is None or held.pid != os.getpid():  # a forked child never uses its parent's socket
-            conn = held.conn = self.client.connection_pool.get_connection()
-            held.pid = os.getpid()
-        return conn
-
-    def _drop(self, conn) -> None:
-        """Close this thread's connection and give it back (the next read takes a new one)."""
-        self._held.conn = None
-        conn.disconnect()
-        self.client.connection_pool.release(conn)
+        """``(connection, kept)``. The main thread keeps one connection of Feast's pool, taken once
+        per process (a forked child never uses its parent's socket), so a hot loop skips the pool's
+        checkout: a lock, counters and a non-blocking ``recv`` probing the socket for stray data,
+        which cost as much as the read's own round trip. Other threads check one out per read and
+        give it back: threads come and go (a server's worker pool ends idle ones), and a connection
+        kept per thread would stay checked out after its thread ended."""
+        pool = self.client.connection_pool
+        if threading.current_thread() is not threading.main_thread():
+            return pool.get_connection(), False
+        kept = self._kept
+        if not kept or kept[1] != os.getpid():
+            kept[:] = [pool.get_connection(), os.getpid()]
+        return kept[0], True
 
     def _exchange(self, symbols: list[str]) -> list:
         from redis.exceptions import ConnectionError as RedisConnectionError
         from redis.exceptions import TimeoutError as RedisTimeoutError
 
+        pool = self.client.connection_pool
         for attempt in (1, 2):
-            conn = self._connection()
+            conn, kept = self._connection()
             try:
                 conn.send_packed_command([b"".join([self.packed(s, conn) for s in symbols])])
                 return [conn.read_response() for _ in symbols]
             except (RedisConnectionError, RedisTimeoutError):
-                self._drop(conn)
+                self._drop(conn, kept)
                 if attempt == 2:
                     raise
             except BaseException:  # an error reply or an interrupt: no unread reply may stay behind
-                self._drop(conn)
+                self._drop(conn, kept)
                 raise
+            finally:
+                if not kept:
+                    pool.release(conn)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _drop(self, conn, kept: bool) -> None:
+        """Close ``conn``; the main thread's kept one is given back (the next read takes another)."""
+        conn.disconnect()
+        if kept:
+            self._kept.clear()
+            self.client.connection_pool.release(conn)
 
     def read(self, symbols: list[str]) -> Raw:
         replies = self._exchange(symbols)
