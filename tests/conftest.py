@@ -48,13 +48,13 @@ def data_dir(tmp_path, monkeypatch):
     reset_caches()
 
 
-@pytest.fixture(params=["local", pytest.param("postgres", marks=pytest.mark.services)])
-def profile(request, tmp_path, monkeypatch):
-    """A fresh, empty store of each profile (postgres: a new database and a throwaway Redis)."""
+def _fresh_profile(name: str, tmp_path, monkeypatch):
+    """The profile fixtures' body: a fresh, empty store of profile ``name`` (postgres: a new database
+    and a throwaway Redis), caches reset around it."""
     monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
     reset_caches()
-    if request.param == "local":
+    if name == "local":
         yield "local"
     else:
         from mt5lab.testing.sandbox import postgres_profile_env
@@ -63,6 +63,18 @@ def profile(request, tmp_path, monkeypatch):
         with postgres_profile_env():
             yield "postgres"
     reset_caches()
+
+
+@pytest.fixture(params=["local", pytest.param("postgres", marks=pytest.mark.services)])
+def profile(request, tmp_path, monkeypatch):
+    """A fresh, empty store of each profile (postgres: a new database and a throwaway Redis)."""
+    yield from _fresh_profile(request.param, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def postgres_profile(tmp_path, monkeypatch):
+    """A fresh, empty store of the team profile only (Redis online store); mark the test ``services``."""
+    yield from _fresh_profile("postgres", tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="session")

@@ -238,7 +238,7 @@ def test_server_body_composed_from_parts_is_the_whole_encoded(stored):
 
 
 @pytest.mark.services
-def test_redis_reader_keeps_the_main_threads_connection_only(tmp_path, monkeypatch):
+def test_redis_reader_keeps_the_main_threads_connection_only(postgres_profile):
     """Redis: the main thread keeps one pooled connection across reads; a connection the server
     killed is replaced within the read; an error reply drops the connection (no unread reply stays
     on it); other threads check one out per read and give it back (30 short-lived threads leave no
@@ -252,84 +252,77 @@ def test_redis_reader_keeps_the_main_threads_connection_only(tmp_path, monkeypat
     from mt5lab.feast_repo.store import apply, feature_store
     from mt5lab.online.reader import reader
     from mt5lab.online.update import update
-    from mt5lab.testing.sandbox import postgres_profile_env
-    from tests.conftest import require_service, reset_caches
+    from tests.conftest import reset_caches
 
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
-    reset_caches()
-    with postgres_profile_env():
-        apply(None, "D1")
-        update(load_sample("GOOG"), calendar="equity")
-        fs = feature_store(None, "D1")
-        want = fs.get_online_features(features=["ohlcv_features:close"], entity_rows=[{"symbol": "GOOG"}]
-                                      ).to_dict()["close"][0]
-        assert want is not None
-        r = reader(None, "D1")
-        now = pd.Timestamp("2013-03-03", tz="UTC").to_pydatetime()
+    apply(None, "D1")
+    update(load_sample("GOOG"), calendar="equity")
+    fs = feature_store(None, "D1")
+    want = fs.get_online_features(features=["ohlcv_features:close"], entity_rows=[{"symbol": "GOOG"}]
+                                  ).to_dict()["close"][0]
+    assert want is not None
+    r = reader(None, "D1")
+    now = pd.Timestamp("2013-03-03", tz="UTC").to_pydatetime()
 
-        def close() -> float:
-            return r.read(["GOOG"], now=now).values["close"][0]
+    def close() -> float:
+        return r.read(["GOOG"], now=now).values["close"][0]
 
-        def port() -> int:
-            return r._reads._kept[0]._sock.getsockname()[1]
+    def port() -> int:
+        return r._reads._kept[0]._sock.getsockname()[1]
 
-        assert close() == want
-        first = port()
-        assert close() == want and port() == first  # kept, not checked out again
-        admin = fs.provider.online_store._get_client(fs.config.online_store)
-        assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the server drops it
-        assert close() == want and port() != first  # replaced inside the read
+    assert close() == want
+    first = port()
+    assert close() == want and port() == first  # kept, not checked out again
+    admin = fs.provider.online_store._get_client(fs.config.online_store)
+    assert admin.client_kill_filter(_type="normal", skipme=True) >= 1  # the server drops it
+    assert close() == want and port() != first  # replaced inside the read
 
-        key = r._reads.rows.key("GOOG")
-        saved = admin.dump(key)
-        admin.delete(key)
-        admin.set(key, b"not a hash")
-        with pytest.raises(ResponseError, match="WRONGTYPE"):
-            close()
-        assert r._reads._kept == []  # dropped with the error reply
-        admin.restore(key, 0, saved, replace=True)
-        assert close() == want
-
-        def clients() -> int:
-            return len(admin.client_list())
-
-        pool = r._reads.client.connection_pool
-        seen: list = []
-
-        def in_thread():
-            seen.append(close())
-
+    key = r._reads.rows.key("GOOG")
+    saved = admin.dump(key)
+    admin.delete(key)
+    admin.set(key, b"not a hash")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
         close()
-        before = clients()
-        for _ in range(30):  # threads come and go, as a server's worker pool's do
-            t = threading.Thread(target=in_thread)
-            t.start()
-            t.join()
-        assert seen == [want] * 30
-        assert clients() <= before + 1 and len(pool._in_use_connections) == 1  # the main thread's only
+    assert r._reads._kept == []  # dropped with the error reply
+    admin.restore(key, 0, saved, replace=True)
+    assert close() == want
 
-        parent = port()
-        read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # child: report (its value is right, its socket's port), exit at once
-            try:
-                ok = close() == want
-                os.write(write_end, f"{int(ok)} {port()}".encode())
-            finally:
-                os._exit(0)
-        os.close(write_end)
-        os.waitpid(pid, 0)
-        ok, child = os.read(read_end, 64).decode().split()
-        os.close(read_end)
-        assert ok == "1" and int(child) != parent
-        assert close() == want and port() == parent  # the parent's socket is untouched
+    def clients() -> int:
+        return len(admin.client_list())
 
-        import gc
+    pool = r._reads.client.connection_pool
+    seen: list = []
 
-        reset_caches()  # the reader goes: its kept connection goes back to the pool
-        r = None
-        gc.collect()
-        assert len(pool._in_use_connections) == 0
-    reset_caches()
+    def in_thread():
+        seen.append(close())
+
+    close()
+    before = clients()
+    for _ in range(30):  # threads come and go, as a server's worker pool's do
+        t = threading.Thread(target=in_thread)
+        t.start()
+        t.join()
+    assert seen == [want] * 30
+    assert clients() <= before + 1 and len(pool._in_use_connections) == 1  # the main thread's only
+
+    parent = port()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report (its value is right, its socket's port), exit at once
+        try:
+            ok = close() == want
+            os.write(write_end, f"{int(ok)} {port()}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+    ok, child = os.read(read_end, 64).decode().split()
+    os.close(read_end)
+    assert ok == "1" and int(child) != parent
+    assert close() == want and port() == parent  # the parent's socket is untouched
+
+    import gc
+
+    reset_caches()  # the reader goes: its kept connection goes back to the pool
+    r = None
+    gc.collect()
+    assert len(pool._in_use_connections) == 0

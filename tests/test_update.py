@@ -257,7 +257,7 @@ def test_warm_tails_write_exactly_the_store_paths_rows(tmp_path):
 
 @pytest.mark.services
 @pytest.mark.parametrize("snapshot", ["dump", "fields"])
-def test_a_failed_offline_write_puts_the_online_rows_back(tmp_path, monkeypatch, snapshot):
+def test_a_failed_offline_write_puts_the_online_rows_back(postgres_profile, monkeypatch, snapshot):
     """Redis is written first (Feast's push order); when the offline write then fails (here a
     read-only PostgreSQL session: a failover to a standby, a full disk), every key is put back
     byte for byte, a key that did not exist is deleted, and freshness says stale (snapshot by DUMP,
@@ -270,37 +270,29 @@ def test_a_failed_offline_write_puts_the_online_rows_back(tmp_path, monkeypatch,
     from mt5lab.online.reader import reader
     from mt5lab.online.update import update
     from mt5lab.storage import open_store
-    from mt5lab.testing.sandbox import postgres_profile_env
-    from tests.conftest import require_service, reset_caches
 
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    monkeypatch.setenv("MT5LAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("MT5LAB_PROFILE", raising=False)
-    reset_caches()
-    with postgres_profile_env():
-        apply(None, "H1")
-        store = open_store()
-        bars = load_sample("EURUSD").head(301)
-        update(bars.head(300), store=store, calendar="fx")
-        rr = reader(None, "H1").tables._redis()
-        assert rr._can_dump()  # Redis 7 answers DUMP; "fields": as where a service disables it
-        rr._dump_ok = snapshot == "dump"
-        key, new_key = rr.key("EURUSD"), rr.key("NEWSYM")
-        before = rr.client.hgetall(key)
-        assert len(before) == len(rr.fields)
-        nxt = pl.concat([bars[300:301], bars[300:301].with_columns(pl.lit("NEWSYM").alias("symbol"))])
-        now = bars["time"][300] + timedelta(hours=1, minutes=5)
-        store._db.execute("SET default_transaction_read_only = on")
-        with pytest.raises(StoreError, match="nothing stored"):
-            update(nxt, store=store, calendar="fx", now=now)
-        assert rr.client.hgetall(key) == before and not rr.client.exists(new_key)
-        fr = freshness(["EURUSD"], timeframes="H1", now=now, grace=timedelta(minutes=1), store=store)
-        assert set(fr["status"]) == {"stale"}
-        store._db.execute("SET default_transaction_read_only = off")
-        res = update(nxt, store=store, calendar="fx", now=now)
-        assert res.online_symbols == 2 and res.online_at is not None
-        assert res.online_at <= datetime.now(UTC).timestamp()
-        assert rr.client.hgetall(key) != before and rr.client.exists(new_key)
-        fr = freshness(["EURUSD"], timeframes="H1", now=now, grace=timedelta(minutes=1), store=store)
-        assert set(fr["status"]) == {"fresh"}
-    reset_caches()
+    apply(None, "H1")
+    store = open_store()
+    bars = load_sample("EURUSD").head(301)
+    update(bars.head(300), store=store, calendar="fx")
+    rr = reader(None, "H1").tables._redis()
+    assert rr._can_dump()  # Redis 7 answers DUMP; "fields": as where a service disables it
+    rr._dump_ok = snapshot == "dump"
+    key, new_key = rr.key("EURUSD"), rr.key("NEWSYM")
+    before = rr.client.hgetall(key)
+    assert len(before) == len(rr.fields)
+    nxt = pl.concat([bars[300:301], bars[300:301].with_columns(pl.lit("NEWSYM").alias("symbol"))])
+    now = bars["time"][300] + timedelta(hours=1, minutes=5)
+    store._db.execute("SET default_transaction_read_only = on")
+    with pytest.raises(StoreError, match="nothing stored"):
+        update(nxt, store=store, calendar="fx", now=now)
+    assert rr.client.hgetall(key) == before and not rr.client.exists(new_key)
+    fr = freshness(["EURUSD"], timeframes="H1", now=now, grace=timedelta(minutes=1), store=store)
+    assert set(fr["status"]) == {"stale"}
+    store._db.execute("SET default_transaction_read_only = off")
+    res = update(nxt, store=store, calendar="fx", now=now)
+    assert res.online_symbols == 2 and res.online_at is not None
+    assert res.online_at <= datetime.now(UTC).timestamp()
+    assert rr.client.hgetall(key) != before and rr.client.exists(new_key)
+    fr = freshness(["EURUSD"], timeframes="H1", now=now, grace=timedelta(minutes=1), store=store)
+    assert set(fr["status"]) == {"fresh"}
