@@ -21,6 +21,19 @@ from mt5lab.training.pit_feast import compare, feast_historical
 from tests.test_training import SYNTH, random_entities, synthetic_bars
 
 
+def _synthetic_store(profile: str):
+    """The SYNTH bars and their feature rows written to a new store of ``profile``: (store, bars)."""
+    from mt5lab.features.build import feature_rows
+    from mt5lab.storage import open_store
+
+    bars = pl.concat([synthetic_bars(s, **kw) for s, kw in SYNTH.items()])
+    store = open_store(profile)
+    with store.lock():
+        store.write_bars(bars)
+        store.write_features("D1", feature_rows(bars, "D1"))
+    return store, bars
+
+
 @pytest.fixture(scope="module")
 def pg(tmp_path_factory):
     """The synthetic D1 store of tests/test_training.py on the postgres profile (fresh database)."""
@@ -28,8 +41,6 @@ def pg(tmp_path_factory):
 
     from mt5lab.feast_repo import store as store_mod
     from mt5lab.feast_repo.store import apply
-    from mt5lab.features.build import feature_rows
-    from mt5lab.storage import open_store
     from tests.conftest import require_service
 
     require_service("PostgreSQL", "127.0.0.1", 5432)
@@ -40,11 +51,7 @@ def pg(tmp_path_factory):
     stack.enter_context(postgres_profile_env())
     store_mod._STORES.clear()
     try:
-        bars = pl.concat([synthetic_bars(s, **kw) for s, kw in SYNTH.items()])
-        store = open_store("postgres")
-        with store.lock():
-            store.write_bars(bars)
-            store.write_features("D1", feature_rows(bars, "D1"))
+        store, bars = _synthetic_store("postgres")
         apply("postgres", "D1")
         yield {"store": store, "bars": bars}
     finally:
@@ -161,8 +168,6 @@ def test_binary_copy_reader_any_split_of_the_stream(pg):
 def local_store(tmp_path_factory):
     """The synthetic D1 store of tests/test_training.py on the local profile."""
     from mt5lab.feast_repo import store as store_mod
-    from mt5lab.features.build import feature_rows
-    from mt5lab.storage import open_store
 
     mp = pytest.MonkeyPatch()
     mp.setenv("MT5LAB_DATA_DIR", str(tmp_path_factory.mktemp("pit_local_fast") / "data"))
@@ -170,11 +175,7 @@ def local_store(tmp_path_factory):
     mp.delenv("MT5LAB_PIT_MIRROR", raising=False)
     store_mod._STORES.clear()
     try:
-        bars = pl.concat([synthetic_bars(s, **kw) for s, kw in SYNTH.items()])
-        store = open_store("local")
-        with store.lock():
-            store.write_bars(bars)
-            store.write_features("D1", feature_rows(bars, "D1"))
+        store, bars = _synthetic_store("local")
         yield {"store": store, "bars": bars}
     finally:
         store_mod._STORES.clear()
