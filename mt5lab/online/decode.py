@@ -171,19 +171,6 @@ class Stamps:
         return self._put(text, t)
 
 
-def to_ns(stamps: list[datetime | None]) -> tuple[np.ndarray, np.ndarray]:
-    """Nanoseconds since the epoch (int64) and the absent mask of a list of UTC datetimes."""
-    n = len(stamps)
-    out = np.zeros(n, np.int64)
-    absent = np.zeros(n, bool)
-    for i, t in enumerate(stamps):
-        if t is None:
-            absent[i] = True
-        else:
-            out[i] = _ns(t)
-    return out, absent
-
-
 def ns_matrix(columns: list[list[datetime | None]], absent: int) -> np.ndarray:
     """Nanoseconds since the epoch of several equally long lists of UTC datetimes, shape
     ``(len(columns), n)`` int64, ``absent`` where an entry is None (one array built)."""

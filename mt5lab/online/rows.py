@@ -101,7 +101,6 @@ class OnlineRows:
         self.event_timestamps = event_timestamps
         self.status = status
         self.view_of = view_of
-        self._ns: dict[str, np.ndarray] = {}
         self._values: dict[str, list] | None = None
 
     @property
@@ -130,17 +129,6 @@ class OnlineRows:
         if len(per_view) == 1:
             return list(per_view[0])
         return [max(col, key=_RANK.__getitem__) for col in zip(*per_view, strict=True)]
-
-    def stamps_ns(self, view: str) -> np.ndarray:
-        """The view's event times as int64 nanoseconds since the epoch (NaT's integer when absent)."""
-        out = self._ns.get(view)
-        if out is None:
-            from mt5lab.online.decode import to_ns
-
-            out, absent = to_ns(self.event_timestamps[view])
-            out[absent] = _NAT
-            self._ns[view] = out
-        return out
 
     def stamps_matrix(self) -> np.ndarray:
         """Every view's event times (``layout.views`` order) as int64 ns, shape ``(views, n)``, NaT's
@@ -193,8 +181,7 @@ class OnlineRows:
 
         cols = [pl.Series("symbol", self.symbols, pl.String)]
         cols += [series(f, vals, null) for f, (vals, null) in self.columns.items()]
-        for v in self.layout.views:
-            ns = self.stamps_ns(v)
+        for v, ns in zip(self.layout.views, self.stamps_matrix(), strict=True):
             ts = series(f"{v}__event_timestamp", ns, ns == _NAT).cast(pl.Datetime("ns", "UTC"))
             cols += [ts, pl.Series(f"{v}__status", self.status[v], pl.String)]
         cols.append(pl.Series("status", self.row_status(), pl.String))
